@@ -1,0 +1,72 @@
+import type { Queryable } from './queryable';
+
+/**
+ * The spec's invariants 1–5 as SQL over the whole ledger. Each query returns offending rows;
+ * an empty result means the invariant holds. Used by tests and (later) reconciliation.
+ */
+const CHECKS: Record<string, string> = {
+  'inv1: transaction entries sum to zero': `
+    SELECT transaction_id::text AS subject, sum(amount)::text AS detail
+      FROM ledger_entries GROUP BY transaction_id HAVING sum(amount) <> 0`,
+  'inv2: cached available/held equal entry sums': `
+    SELECT w.customer_id AS subject,
+           format('cached %s/%s, entries %s/%s', w.available, w.held, COALESCE(e.available, 0), COALESCE(e.held, 0)) AS detail
+      FROM wallets w
+      LEFT JOIN (SELECT customer_id,
+                        sum(amount) FILTER (WHERE account = 'available') AS available,
+                        sum(amount) FILTER (WHERE account = 'held') AS held
+                   FROM ledger_entries GROUP BY customer_id) e ON e.customer_id = w.customer_id
+     WHERE w.available <> COALESCE(e.available, 0) OR w.held <> COALESCE(e.held, 0)`,
+  'inv3: available + held = Σ lots − arrears': `
+    SELECT w.customer_id AS subject,
+           format('available+held %s, lots %s, arrears %s', w.available + w.held, COALESCE(l.total, 0), w.arrears) AS detail
+      FROM wallets w
+      LEFT JOIN (SELECT customer_id, sum(remaining + held) AS total FROM credit_lots GROUP BY customer_id) l
+        ON l.customer_id = w.customer_id
+     WHERE w.available + w.held <> COALESCE(l.total, 0) - w.arrears`,
+  'inv3: lots within bounds': `
+    SELECT id::text AS subject, format('remaining %s held %s original %s', remaining, held, original) AS detail
+      FROM credit_lots WHERE remaining < 0 OR held < 0 OR remaining + held > original`,
+  'inv3: each lot equals its entries': `
+    SELECT l.id::text AS subject,
+           format('lot %s/%s, entries %s/%s', l.remaining, l.held, COALESCE(e.available, 0), COALESCE(e.held, 0)) AS detail
+      FROM credit_lots l
+      LEFT JOIN (SELECT lot_id,
+                        sum(amount) FILTER (WHERE account = 'available') AS available,
+                        sum(amount) FILTER (WHERE account = 'held') AS held
+                   FROM ledger_entries WHERE lot_id IS NOT NULL GROUP BY lot_id) e ON e.lot_id = l.id
+     WHERE l.remaining <> COALESCE(e.available, 0) OR l.held <> COALESCE(e.held, 0)`,
+  'inv3: arrears equal the unassigned available entries': `
+    SELECT w.customer_id AS subject, format('arrears %s, unassigned %s', w.arrears, COALESCE(e.s, 0)) AS detail
+      FROM wallets w
+      LEFT JOIN (SELECT customer_id, sum(amount) AS s FROM ledger_entries
+                  WHERE lot_id IS NULL AND account IN ('available', 'held') GROUP BY customer_id) e
+        ON e.customer_id = w.customer_id
+     WHERE -w.arrears <> COALESCE(e.s, 0)`,
+  'inv4: one transaction per idempotency key, each with its record': `
+    SELECT t.idempotency_key AS subject, 'no idempotency record' AS detail
+      FROM ledger_transactions t LEFT JOIN idempotency_keys k ON k.key = t.idempotency_key
+     WHERE k.key IS NULL`,
+  'inv5: ledger tables refuse UPDATE/DELETE/TRUNCATE': `
+    SELECT t.name AS subject, 'append-only trigger missing' AS detail
+      FROM (VALUES ('ledger_transactions'), ('ledger_entries')) AS t(name)
+     WHERE (SELECT count(*) FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+             WHERE c.relname = t.name AND g.tgname LIKE '%append_only' AND g.tgenabled <> 'D') = 0
+        OR (SELECT count(*) FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+             WHERE c.relname = t.name AND g.tgname LIKE '%no_truncate' AND g.tgenabled <> 'D') = 0`,
+};
+
+export interface Violation {
+  invariant: string;
+  subject: string;
+  detail: string;
+}
+
+export async function findViolations(q: Queryable): Promise<Violation[]> {
+  const out: Violation[] = [];
+  for (const [invariant, sql] of Object.entries(CHECKS)) {
+    const res = await q.query<{ subject: string; detail: string }>(sql);
+    for (const r of res.rows) out.push({ invariant, subject: r.subject, detail: r.detail });
+  }
+  return out;
+}

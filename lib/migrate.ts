@@ -12,9 +12,19 @@ function migrationsDir(): string {
 }
 
 /** Creates the database when it does not exist (local clusters), then applies pending migrations. */
-export async function migrate(databaseUrl: string, opts: { createDatabase?: boolean; quiet?: boolean } = {}) {
+export interface MigrateLogger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+export async function migrate(
+  databaseUrl: string,
+  opts: { createDatabase?: boolean; logger?: MigrateLogger } = {},
+): Promise<void> {
   if (opts.createDatabase) await createDatabaseIfMissing(databaseUrl);
   const noop = () => undefined;
+  const l = opts.logger;
   await runner({
     databaseUrl,
     dir: migrationsDir(),
@@ -22,7 +32,12 @@ export async function migrate(databaseUrl: string, opts: { createDatabase?: bool
     migrationsTable: 'pgmigrations',
     count: Infinity,
     checkOrder: true,
-    ...(opts.quiet ? { logger: { debug: noop, info: noop, warn: noop, error: console.error } } : {}),
+    logger: {
+      debug: noop,
+      info: (m: string) => l?.info(m),
+      warn: (m: string) => l?.warn(m),
+      error: (m: string) => (l ? l.error(m) : console.error(m)),
+    },
   });
 }
 

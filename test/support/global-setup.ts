@@ -45,7 +45,7 @@ export default async function globalSetup(): Promise<void> {
   await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
   await admin.query(`CREATE DATABASE ${TEMPLATE_DB}`);
   await admin.end();
-  await migrate(adminUrl(TEMPLATE_DB), { quiet: true });
+  await migrate(adminUrl(TEMPLATE_DB));
 
   if (!process.env.TEST_TEMPORAL_ADDRESS) {
     const server: DevServer = await startTemporalDevServer({

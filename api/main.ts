@@ -1,0 +1,49 @@
+import type { Server } from 'node:http';
+import { bootstrapKeys } from '../db/bootstrap';
+import { createPool } from '../db/pool';
+import { Ledger } from '../ledger/ledger';
+import { DEV_ADMIN_KEY, loadConfig } from '../lib/config';
+import { sha256 } from '../lib/hash';
+import { createLogger } from '../lib/logger';
+import { TemporalHandle } from '../lib/temporal';
+import { createApp } from './app';
+
+/** Composition root of the API process. */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger('creditflow-api', config.LOG_LEVEL);
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+  const development = config.CREDITFLOW_MODE === 'development';
+  await bootstrapKeys(pool, {
+    adminKeyHash: config.CREDITFLOW_ADMIN_KEY ? sha256(config.CREDITFLOW_ADMIN_KEY) : undefined,
+    devKeyHash: sha256(DEV_ADMIN_KEY),
+    development,
+  });
+  if (development) log.warn({ devKey: DEV_ADMIN_KEY }, 'development mode: the documented development admin key is active');
+  const temporal = new TemporalHandle(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE, log);
+  temporal.ready().catch((err: unknown) => log.warn({ err: String(err) }, 'Temporal not reachable yet'));
+  const app = createApp({
+    pool,
+    ledger: new Ledger(pool),
+    logger: log,
+    temporalReady: () => temporal.ready(),
+    bodyLimit: config.BODY_LIMIT,
+  });
+  const server: Server = app.listen(config.PORT, config.HOST, () => {
+    log.info({ url: `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}` }, 'API listening');
+  });
+  const stop = (signal: string) => {
+    log.info({ signal }, 'shutting down API');
+    server.close(() => {
+      void Promise.allSettled([pool.end(), temporal.close()]).then(() => process.exit(0));
+    });
+    setTimeout(() => process.exit(1), 10_000).unref();
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  console.error(JSON.stringify({ level: 'fatal', msg: 'API failed to start', err: String(err) }));
+  process.exit(1);
+});

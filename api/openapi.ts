@@ -1,0 +1,80 @@
+import { OpenApiGeneratorV31, OpenAPIRegistry, type RouteConfig } from '@asteasolutions/zod-to-openapi';
+import * as s from './schemas';
+import { z } from './zod';
+
+/** The OpenAPI document, generated from the same zod schemas that validate requests. */
+export function buildOpenApi(): object {
+  const reg = new OpenAPIRegistry();
+  reg.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  const problems = Object.fromEntries(
+    [400, 401, 403, 404, 409, 413, 415, 422].map((code) => [
+      code,
+      { description: 'problem', content: { 'application/problem+json': { schema: s.Problem } } },
+    ]),
+  );
+  const json = (schema: z.ZodType) => ({ content: { 'application/json': { schema } } });
+  const idem = z.object({ 'Idempotency-Key': s.IdempotencyKeyHeader });
+  const path = (c: Omit<RouteConfig, 'responses'> & { ok: number; schema: z.ZodType }) => {
+    const { ok, schema, ...rest } = c;
+    reg.registerPath({
+      security: [{ bearer: [] }],
+      ...rest,
+      responses: { [ok]: { description: 'ok', ...json(schema) }, ...problems },
+    });
+  };
+  path({
+    method: 'post',
+    path: '/v1/customers',
+    summary: 'Create a customer and its wallet',
+    request: { body: json(s.CreateCustomerBody) },
+    ok: 201,
+    schema: s.CustomerResponse,
+  });
+  path({
+    method: 'get',
+    path: '/v1/customers/{id}',
+    summary: 'A customer and wallet summary',
+    request: { params: s.CustomerParams },
+    ok: 200,
+    schema: s.CustomerResponse,
+  });
+  path({
+    method: 'get',
+    path: '/v1/customers/{id}/balance',
+    summary: 'Balance with per-lot detail and the next expiry',
+    request: { params: s.CustomerParams },
+    ok: 200,
+    schema: s.BalanceResponse,
+  });
+  path({
+    method: 'get',
+    path: '/v1/customers/{id}/ledger',
+    summary: 'Ledger transactions, newest first, cursor-paginated',
+    request: { params: s.CustomerParams, query: s.LedgerQuery },
+    ok: 200,
+    schema: s.LedgerResponse,
+  });
+  path({
+    method: 'post',
+    path: '/v1/customers/{id}/grants',
+    summary: 'Grant a lot of credits',
+    request: { params: s.CustomerParams, headers: idem, body: json(s.GrantBody) },
+    ok: 201,
+    schema: s.GrantResponse,
+  });
+  path({
+    method: 'post',
+    path: '/v1/customers/{id}/grants/{lotId}/void',
+    summary: "Void a lot's unused, unheld credits",
+    request: { params: s.LotParams, headers: idem, body: json(s.VoidBody) },
+    ok: 200,
+    schema: s.VoidResponse,
+  });
+  for (const p of ['/healthz', '/readyz']) {
+    reg.registerPath({ method: 'get', path: p, responses: { 200: { description: 'ok' }, 503: { description: 'not ready' } } });
+  }
+  return new OpenApiGeneratorV31(reg.definitions).generateDocument({
+    openapi: '3.1.0',
+    info: { title: 'creditflow', version: '1', description: 'Credit billing engine API' },
+  });
+}

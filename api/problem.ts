@@ -1,0 +1,111 @@
+import type { ErrorRequestHandler, Response } from 'express';
+import type { z } from 'zod';
+import { DomainError, type DomainErrorCode } from '../domain/errors';
+import type { Logger } from '../lib/logger';
+
+/** RFC 9457 problem details. The only error shape the API ever sends. */
+export class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    readonly detail?: string,
+    readonly extra: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail ?? title);
+  }
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  402: 'Payment Required',
+  403: 'Forbidden',
+  404: 'Not Found',
+  409: 'Conflict',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+export const problem = (status: number, detail?: string, extra?: Record<string, unknown>) =>
+  new HttpProblem(status, TITLES[status] ?? 'Error', detail, extra);
+
+/** Domain errors → HTTP, in one place. */
+const DOMAIN_STATUS: Record<DomainErrorCode, number> = {
+  CustomerNotFound: 404,
+  LotNotFound: 404,
+  CustomerConflict: 409,
+  IdempotencyConflict: 409,
+  IdempotencyInFlight: 409,
+  LotNotActive: 422,
+  InvalidRequest: 422,
+  InsufficientCredits: 402,
+  WalletFrozen: 422,
+};
+
+export function validationProblem(error: z.ZodError, where: 'body' | 'query' | 'params' | 'header'): HttpProblem {
+  const errors = error.issues.map((i) => ({
+    path: [where, ...i.path.map(String)].join('.'),
+    message: i.code === 'unrecognized_keys' ? `unknown field(s): ${i.keys.join(', ')}` : i.message,
+  }));
+  return problem(400, `invalid ${where}`, { errors });
+}
+
+export function sendProblem(res: Response, p: HttpProblem): void {
+  for (const [k, v] of Object.entries(p.headers)) res.setHeader(k, v);
+  res
+    .status(p.status)
+    .type('application/problem+json')
+    .send(
+      JSON.stringify({
+        type: `https://creditflow.dev/problems/${p.status}`,
+        title: p.title,
+        status: p.status,
+        ...(p.detail ? { detail: p.detail } : {}),
+        ...p.extra,
+      }),
+    );
+}
+
+/** Body-parser failures carry a `type`; map the ones a client can cause. */
+function fromBodyParser(err: { type?: string; status?: number }): HttpProblem | null {
+  switch (err.type) {
+    case 'entity.parse.failed':
+      return problem(400, 'the request body is not valid JSON');
+    case 'entity.too.large':
+      return problem(413, 'the request body is too large');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return problem(415, 'the request body must be UTF-8 JSON');
+    case 'request.aborted':
+    case 'request.size.invalid':
+    case 'stream.encoding.set':
+      return problem(400, 'the request body could not be read');
+    default:
+      return null;
+  }
+}
+
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    let p: HttpProblem | null = null;
+    if (err instanceof HttpProblem) p = err;
+    else if (err instanceof DomainError) p = problem(DOMAIN_STATUS[err.code], err.message, err.details);
+    else if (err && typeof err === 'object' && 'type' in err) p = fromBodyParser(err as { type?: string });
+    if (!p) {
+      // Unknown failure: log it (no secrets: headers are redacted), answer without internals.
+      log.error({ err, method: req.method, path: req.path }, 'unhandled error');
+      const code = (err as { code?: string })?.code;
+      const dbDown = code === 'ECONNREFUSED' || code === '57P01' || code === '57P03';
+      p = dbDown
+        ? new HttpProblem(503, TITLES[503]!, 'a dependency is unavailable', {}, { 'Retry-After': '5' })
+        : problem(500, 'an unexpected error occurred');
+    }
+    if (res.headersSent) return;
+    sendProblem(res, p);
+  };
+}

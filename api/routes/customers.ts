@@ -1,0 +1,106 @@
+import { Router } from 'express';
+import { formatCredits } from '../../domain/amount';
+import { customerNotFound } from '../../domain/errors';
+import { compareConsumptionOrder } from '../../domain/lots';
+import { getCustomer, type CustomerRow } from '../../db/customers';
+import { listTransactions } from '../../db/ledger-queries';
+import { listLots } from '../../db/lots';
+import type { Pool } from '../../db/pool';
+import { createCustomer } from '../../ledger/customers';
+import { lotView } from '../../ledger/views';
+import { requestHash } from '../../lib/hash';
+import { allow, CUSTOMER_WRITE_ROLES, READ_ROLES } from '../auth';
+import { problem } from '../problem';
+import { CreateCustomerBody, CustomerParams, LedgerQuery } from '../schemas';
+import { body, params, query } from '../validate';
+
+export function customerView(c: CustomerRow) {
+  return {
+    id: c.id,
+    name: c.name,
+    metadata: c.metadata,
+    createdAt: c.createdAt.toISOString(),
+    wallet: {
+      available: formatCredits(c.wallet.available),
+      held: formatCredits(c.wallet.held),
+      arrears: formatCredits(c.wallet.arrears),
+      overdraftLimit: formatCredits(c.wallet.overdraftLimit),
+      status: c.wallet.status,
+      version: c.wallet.version.toString(),
+    },
+  };
+}
+
+const encodeCursor = (seq: bigint) => Buffer.from(`seq:${seq}`).toString('base64url');
+function decodeCursor(cursor: string): bigint {
+  const m = /^seq:([0-9]{1,19})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!m) throw problem(400, 'invalid cursor', { errors: [{ path: 'query.cursor', message: 'not a cursor' }] });
+  return BigInt(m[1]!);
+}
+
+export function customerRoutes(deps: { pool: Pool; clock: () => Date }): Router {
+  const r = Router();
+  const { pool } = deps;
+
+  r.post('/customers', allow(CUSTOMER_WRITE_ROLES), async (req, res) => {
+    const b = body(CreateCustomerBody, req);
+    const { customer, created } = await createCustomer(pool, b, requestHash(req.body));
+    res.status(created ? 201 : 200).json(customerView(customer));
+  });
+
+  r.get('/customers/:id', allow(READ_ROLES, { customerParam: 'id' }), async (req, res) => {
+    const { id } = params(CustomerParams, req);
+    const c = await getCustomer(pool, id);
+    if (!c) throw customerNotFound(id);
+    res.json(customerView(c));
+  });
+
+  r.get('/customers/:id/balance', allow(READ_ROLES, { customerParam: 'id' }), async (req, res) => {
+    const { id } = params(CustomerParams, req);
+    const c = await getCustomer(pool, id);
+    if (!c) throw customerNotFound(id);
+    const now = deps.clock();
+    const lots = (await listLots(pool, id, { openOnly: true })).sort(compareConsumptionOrder);
+    // Credits next to expire: the earliest future expiry among lots that still have unheld credits.
+    const expiring = lots.filter((l) => l.expiresAt && l.expiresAt > now && l.remaining > 0n);
+    const first = expiring.reduce<Date | null>((m, l) => (!m || l.expiresAt! < m ? l.expiresAt : m), null);
+    const nextExpiry = first
+      ? {
+          at: first.toISOString(),
+          amount: formatCredits(
+            expiring.filter((l) => l.expiresAt!.getTime() === first.getTime()).reduce((s, l) => s + l.remaining, 0n),
+          ),
+        }
+      : null;
+    res.json({
+      customerId: id,
+      available: formatCredits(c.wallet.available),
+      held: formatCredits(c.wallet.held),
+      arrears: formatCredits(c.wallet.arrears),
+      lots: lots.map(lotView),
+      nextExpiry,
+    });
+  });
+
+  r.get('/customers/:id/ledger', allow(READ_ROLES, { customerParam: 'id' }), async (req, res) => {
+    const { id } = params(CustomerParams, req);
+    const q = query(LedgerQuery, req);
+    const beforeSeq = q.cursor ? decodeCursor(q.cursor) : undefined;
+    if (!(await getCustomer(pool, id))) throw customerNotFound(id);
+    const rows = await listTransactions(pool, id, { type: q.type, from: q.from, to: q.to, beforeSeq, limit: q.limit + 1 });
+    const page = rows.slice(0, q.limit);
+    res.json({
+      transactions: page.map((t) => ({
+        id: t.id,
+        type: t.type,
+        createdAt: t.createdAt.toISOString(),
+        reference: t.reference,
+        idempotencyKey: t.idempotencyKey,
+        entries: t.entries.map((e) => ({ account: e.account, lotId: e.lotId, amount: formatCredits(e.amount) })),
+      })),
+      nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]!.seq) : null,
+    });
+  });
+
+  return r;
+}

@@ -1,0 +1,174 @@
+import { parseCredits } from '../domain/amount';
+import { LOT_KINDS } from '../domain/lots';
+import { z } from './zod';
+
+/** Credits as a decimal string (≤ 6 decimals, ≤ 9e12), parsed to bigint µc by the one codec. */
+const creditsString = (opts: { positive: boolean }) =>
+  z
+    .string()
+    .openapi({ type: 'string', pattern: '^(0|[1-9][0-9]*)(\\.[0-9]{1,6})?$', example: '1500' })
+    .transform((s, ctx) => {
+      const r = parseCredits(s);
+      if (!r.ok) {
+        ctx.addIssue({ code: 'custom', message: r.reason });
+        return z.NEVER;
+      }
+      if (opts.positive && r.value === 0n) {
+        ctx.addIssue({ code: 'custom', message: 'must be greater than 0' });
+        return z.NEVER;
+      }
+      return r.value;
+    });
+export const PositiveCredits = creditsString({ positive: true });
+export const NonNegativeCredits = creditsString({ positive: false });
+
+export const CustomerId = z
+  .string()
+  .regex(/^[A-Za-z0-9_.:-]{1,128}$/, '1–128 characters of A-Za-z0-9_.:-')
+  .openapi({ example: 'cust_42' });
+
+export const LotId = z.uuid('must be a lot id (uuid)');
+
+/** RFC 3339 with an explicit offset; normalised to a Date. */
+export const Timestamp = z.iso
+  .datetime({ offset: true, message: 'must be an RFC 3339 timestamp, e.g. 2026-01-31T00:00:00Z' })
+  .transform((s) => new Date(s));
+
+/** Small, flat metadata: bounded keys and values so hostile input cannot bloat rows. */
+export const Metadata = z
+  .record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'metadata keys: 1–64 of A-Za-z0-9_.-'), z.string().max(500))
+  .refine((m) => Object.keys(m).length <= 50, 'at most 50 metadata keys');
+
+export const Money = z.strictObject({
+  amountMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  currency: z.literal('USD'),
+});
+
+export const CreateCustomerBody = z
+  .strictObject({
+    id: CustomerId,
+    name: z.string().min(1).max(200).optional(),
+    metadata: Metadata.optional(),
+    overdraftLimit: NonNegativeCredits.optional(),
+  })
+  .openapi('CreateCustomer');
+
+export const GrantBody = z
+  .strictObject({
+    amount: PositiveCredits,
+    kind: z.enum(LOT_KINDS),
+    priority: z.number().int().min(0).max(1000).optional(),
+    effectiveAt: Timestamp.optional(),
+    expiresAt: Timestamp.optional(),
+    rolloverCap: NonNegativeCredits.optional(),
+    recurrence: z
+      .strictObject({ every: z.enum(['month', 'week', 'day']), count: z.number().int().min(1).max(1200).optional() })
+      .optional(),
+    cost: Money.optional(),
+    paymentReference: z.string().min(1).max(255).optional(),
+    reason: z.string().min(1).max(500).optional(),
+  })
+  .refine((g) => !g.expiresAt || !g.effectiveAt || g.expiresAt > g.effectiveAt, {
+    message: 'expiresAt must be after effectiveAt',
+    path: ['expiresAt'],
+  })
+  .openapi('Grant');
+
+export const VoidBody = z.strictObject({ reason: z.string().min(1).max(500) }).openapi('VoidGrant');
+
+export const CustomerParams = z.strictObject({ id: CustomerId });
+export const LotParams = z.strictObject({ id: CustomerId, lotId: LotId });
+
+export const LedgerQuery = z.strictObject({
+  type: z
+    .string()
+    .regex(/^[a-z_]{1,64}$/)
+    .optional(),
+  from: Timestamp.optional(),
+  to: Timestamp.optional(),
+  cursor: z.string().max(200).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+
+export const IdempotencyKeyHeader = z
+  .string({ message: 'the Idempotency-Key header is required' })
+  .regex(/^[\x21-\x7e]{1,255}$/, 'Idempotency-Key: 1–255 visible ASCII characters');
+
+// Response shapes (for the OpenAPI document).
+export const Problem = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string().optional(),
+    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .openapi('Problem');
+
+export const LotResponse = z
+  .object({
+    id: z.string(),
+    customerId: z.string(),
+    kind: z.string(),
+    priority: z.number().int(),
+    original: z.string(),
+    remaining: z.string(),
+    held: z.string(),
+    effectiveAt: z.string(),
+    expiresAt: z.string().nullable(),
+    status: z.string(),
+  })
+  .openapi('Lot');
+
+export const WalletResponse = z
+  .object({
+    available: z.string(),
+    held: z.string(),
+    arrears: z.string(),
+    overdraftLimit: z.string(),
+    status: z.enum(['active', 'frozen']),
+    version: z.string(),
+  })
+  .openapi('Wallet');
+
+export const CustomerResponse = z
+  .object({
+    id: z.string(),
+    name: z.string().nullable(),
+    metadata: z.record(z.string(), z.string()),
+    createdAt: z.string(),
+    wallet: WalletResponse,
+  })
+  .openapi('Customer');
+
+export const BalanceResponse = z
+  .object({
+    customerId: z.string(),
+    available: z.string(),
+    held: z.string(),
+    arrears: z.string(),
+    lots: z.array(LotResponse),
+    nextExpiry: z.object({ at: z.string(), amount: z.string() }).nullable(),
+  })
+  .openapi('Balance');
+
+export const LedgerResponse = z
+  .object({
+    transactions: z.array(
+      z.object({
+        id: z.string(),
+        type: z.string(),
+        createdAt: z.string(),
+        reference: z.string().nullable(),
+        idempotencyKey: z.string(),
+        entries: z.array(z.object({ account: z.string(), lotId: z.string().nullable(), amount: z.string() })),
+      }),
+    ),
+    nextCursor: z.string().nullable(),
+  })
+  .openapi('Ledger');
+
+export const GrantResponse = z.object({ lot: LotResponse, transactionId: z.string() }).openapi('GrantResult');
+export const VoidResponse = z
+  .object({ lot: LotResponse, transactionId: z.string(), voided: z.string() })
+  .openapi('VoidResult');

@@ -1,0 +1,48 @@
+import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
+import { createPool } from '../db/pool';
+import { loadConfig } from '../lib/config';
+import { createLogger } from '../lib/logger';
+import { createWorker } from './worker';
+
+/** Composition root of the worker process. Ctrl-C/SIGTERM drain the worker, then close Postgres. */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger('creditflow-worker', config.LOG_LEVEL);
+  Runtime.install({
+    logger: new DefaultLogger('WARN', (entry) => {
+      const level = entry.level.toLowerCase() as Lowercase<LogLevel>;
+      const fn = level === 'trace' ? log.trace : level === 'debug' ? log.debug : level === 'info' ? log.info : level === 'warn' ? log.warn : log.error;
+      fn.call(log, entry.meta ?? {}, entry.message);
+    }),
+  });
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+  const connection = await connectWithRetry(config.TEMPORAL_ADDRESS, log);
+  const worker = await createWorker({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    pool,
+  });
+  log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, address: config.TEMPORAL_ADDRESS }, 'worker running');
+  await worker.run();
+  await connection.close();
+  await pool.end();
+  log.info('worker stopped');
+}
+
+async function connectWithRetry(address: string, log: ReturnType<typeof createLogger>): Promise<NativeConnection> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await NativeConnection.connect({ address });
+    } catch (err) {
+      if (attempt >= 60) throw err;
+      log.warn({ address, attempt }, 'Temporal not reachable, retrying');
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(JSON.stringify({ level: 'fatal', msg: 'worker failed', err: String(err) }));
+  process.exit(1);
+});

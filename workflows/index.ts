@@ -1,0 +1,2 @@
+// The worker's workflow entry point: every workflow the worker registers is exported here.
+export * from './connectivity';

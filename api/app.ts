@@ -48,7 +48,10 @@ export function createApp(deps: AppDeps): express.Express {
       withTimeout(deps.pool.query('SELECT 1'), 2000),
       withTimeout(deps.temporalReady(), 2000),
     ]);
-    const checks = { postgres: pg.status === 'fulfilled' ? 'up' : 'down', temporal: temporal.status === 'fulfilled' ? 'up' : 'down' };
+    const checks = {
+      postgres: pg.status === 'fulfilled' ? 'up' : 'down',
+      temporal: temporal.status === 'fulfilled' ? 'up' : 'down',
+    };
     const ready = checks.postgres === 'up' && checks.temporal === 'up';
     if (!ready) res.setHeader('Retry-After', '5');
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
@@ -63,7 +66,9 @@ export function createApp(deps: AppDeps): express.Express {
   const v1 = express.Router();
   v1.use(authenticate(deps.pool));
   v1.use(requireJson);
-  v1.use(express.json({ limit: deps.bodyLimit ?? '1mb', strict: true, type: ['application/json', 'application/*+json'] }));
+  v1.use(
+    express.json({ limit: deps.bodyLimit ?? '1mb', strict: true, type: ['application/json', 'application/*+json'] }),
+  );
   v1.use(customerRoutes({ pool: deps.pool, clock }));
   v1.use(grantRoutes({ ledger: deps.ledger }));
   app.use('/v1', v1);

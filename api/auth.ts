@@ -4,7 +4,7 @@ import type { Pool } from '../db/pool';
 import { sha256 } from '../lib/hash';
 import { HttpProblem, problem } from './problem';
 
-export interface Principal extends ApiKeyRow {}
+export type Principal = ApiKeyRow;
 
 declare module 'express-serve-static-core' {
   interface Request {

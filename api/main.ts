@@ -19,7 +19,8 @@ async function main(): Promise<void> {
     devKeyHash: sha256(DEV_ADMIN_KEY),
     development,
   });
-  if (development) log.warn({ devKey: DEV_ADMIN_KEY }, 'development mode: the documented development admin key is active');
+  if (development)
+    log.warn({ devKey: DEV_ADMIN_KEY }, 'development mode: the documented development admin key is active');
   const temporal = new TemporalHandle(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE, log);
   temporal.ready().catch((err: unknown) => log.warn({ err: String(err) }, 'Temporal not reachable yet'));
   const app = createApp({
@@ -30,7 +31,10 @@ async function main(): Promise<void> {
     bodyLimit: config.BODY_LIMIT,
   });
   const server: Server = app.listen(config.PORT, config.HOST, () => {
-    log.info({ url: `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}` }, 'API listening');
+    log.info(
+      { url: `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}` },
+      'API listening',
+    );
   });
   const stop = (signal: string) => {
     log.info({ signal }, 'shutting down API');

@@ -71,7 +71,11 @@ export function buildOpenApi(): object {
     schema: s.VoidResponse,
   });
   for (const p of ['/healthz', '/readyz']) {
-    reg.registerPath({ method: 'get', path: p, responses: { 200: { description: 'ok' }, 503: { description: 'not ready' } } });
+    reg.registerPath({
+      method: 'get',
+      path: p,
+      responses: { 200: { description: 'ok' }, 503: { description: 'not ready' } },
+    });
   }
   return new OpenApiGeneratorV31(reg.definitions).generateDocument({
     openapi: '3.1.0',

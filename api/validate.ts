@@ -6,7 +6,7 @@ import { validationProblem } from './problem';
 export function parse<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query' | 'params' | 'header') {
   const r = schema.safeParse(value);
   if (!r.success) throw validationProblem(r.error, where);
-  return r.data as z.output<S>;
+  return r.data;
 }
 
 export const body = <S extends z.ZodType>(s: S, req: Request) => parse(s, req.body ?? {}, 'body');

@@ -13,7 +13,12 @@ async function main(argv: string[]): Promise<number> {
   const [group, action, ...rest] = argv;
   const { values } = parseArgs({
     args: rest,
-    options: { role: { type: 'string' }, customer: { type: 'string' }, name: { type: 'string' }, id: { type: 'string' } },
+    options: {
+      role: { type: 'string' },
+      customer: { type: 'string' },
+      name: { type: 'string' },
+      id: { type: 'string' },
+    },
   });
   const pool = createPool(loadConfig().DATABASE_URL, 2);
   try {
@@ -24,12 +29,20 @@ async function main(argv: string[]): Promise<number> {
       if (values.customer && !/^[A-Za-z0-9_.:-]{1,128}$/.test(values.customer)) return fail('invalid --customer');
       const id = `key_${randomBytes(6).toString('hex')}`;
       const secret = `cf_${role}_${randomBytes(24).toString('base64url')}`;
-      await insertApiKey(pool, { id, keyHash: sha256(secret), role, customerId: values.customer ?? null, name: values.name ?? null });
+      await insertApiKey(pool, {
+        id,
+        keyHash: sha256(secret),
+        role,
+        customerId: values.customer ?? null,
+        name: values.name ?? null,
+      });
       process.stdout.write(`${JSON.stringify({ id, role, customerId: values.customer ?? null, key: secret })}\n`);
       return 0;
     }
     if (group === 'keys' && action === 'revoke' && values.id) {
-      const r = await pool.query(`UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, [values.id]);
+      const r = await pool.query(`UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, [
+        values.id,
+      ]);
       process.stdout.write(`${JSON.stringify({ id: values.id, revoked: r.rowCount === 1 })}\n`);
       return r.rowCount === 1 ? 0 : 1;
     }

@@ -7,10 +7,24 @@ export async function bootstrapKeys(
   o: { adminKeyHash?: string; devKeyHash?: string; development: boolean },
 ): Promise<void> {
   if (o.adminKeyHash) {
-    await insertApiKey(q, { id: `bootstrap-admin-${o.adminKeyHash.slice(0, 12)}`, keyHash: o.adminKeyHash, role: 'admin', customerId: null, name: 'CREDITFLOW_ADMIN_KEY' }, { upsert: true });
+    await insertApiKey(
+      q,
+      {
+        id: `bootstrap-admin-${o.adminKeyHash.slice(0, 12)}`,
+        keyHash: o.adminKeyHash,
+        role: 'admin',
+        customerId: null,
+        name: 'CREDITFLOW_ADMIN_KEY',
+      },
+      { upsert: true },
+    );
   }
   if (o.development && o.devKeyHash) {
-    await insertApiKey(q, { id: 'dev-admin', keyHash: o.devKeyHash, role: 'admin', customerId: null, name: 'development key' }, { upsert: true });
+    await insertApiKey(
+      q,
+      { id: 'dev-admin', keyHash: o.devKeyHash, role: 'admin', customerId: null, name: 'development key' },
+      { upsert: true },
+    );
   } else {
     await q.query(`UPDATE api_keys SET revoked_at = now() WHERE id = 'dev-admin' AND revoked_at IS NULL`);
   }

@@ -43,7 +43,13 @@ const toWallet = (r: RawWallet): WalletRow => ({
 /** Inserts customer + wallet; returns false when the id already exists (nothing written). */
 export async function insertCustomer(
   tx: Queryable,
-  c: { id: string; name: string | null; metadata: Record<string, unknown>; overdraftLimit: bigint; requestHash: string },
+  c: {
+    id: string;
+    name: string | null;
+    metadata: Record<string, unknown>;
+    overdraftLimit: bigint;
+    requestHash: string;
+  },
 ): Promise<boolean> {
   const res = await tx.query(
     `INSERT INTO customers (id, name, metadata, request_hash) VALUES ($1, $2, $3, $4)
@@ -60,7 +66,13 @@ export async function insertCustomer(
 
 export async function getCustomer(q: Queryable, id: string): Promise<CustomerRow | null> {
   const res = await q.query<
-    RawWallet & { id: string; name: string | null; metadata: Record<string, unknown>; request_hash: string; created_at: Date }
+    RawWallet & {
+      id: string;
+      name: string | null;
+      metadata: Record<string, unknown>;
+      request_hash: string;
+      created_at: Date;
+    }
   >(
     `SELECT c.id, c.name, c.metadata, c.request_hash, c.created_at, w.*
        FROM customers c JOIN wallets w ON w.customer_id = c.id WHERE c.id = $1`,

@@ -5,9 +5,10 @@ import type { Queryable } from './queryable';
  * is still in flight gets `false` at once (→ 409) instead of waiting on it.
  */
 export async function tryLockKey(tx: Queryable, key: string): Promise<boolean> {
-  const res = await tx.query<{ locked: boolean }>(`SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked`, [
-    key,
-  ]);
+  const res = await tx.query<{ locked: boolean }>(
+    `SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked`,
+    [key],
+  );
   return res.rows[0]?.locked === true;
 }
 

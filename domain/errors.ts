@@ -24,8 +24,7 @@ export class DomainError extends Error {
   }
 }
 
-export const customerNotFound = (id: string) =>
-  new DomainError('CustomerNotFound', `customer ${id} does not exist`);
+export const customerNotFound = (id: string) => new DomainError('CustomerNotFound', `customer ${id} does not exist`);
 export const lotNotFound = (id: string) => new DomainError('LotNotFound', `lot ${id} does not exist`);
 export const idempotencyConflict = (key: string) =>
   new DomainError('IdempotencyConflict', `idempotency key ${key} was already used with a different request`);

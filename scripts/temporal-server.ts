@@ -13,7 +13,9 @@ async function main(): Promise<void> {
     dbFile: process.env.TEMPORAL_DB_FILE,
     logFile: process.env.TEMPORAL_LOG_FILE,
   });
-  console.log(JSON.stringify({ level: 'info', msg: 'Temporal dev server ready', address: server.address, ui: server.uiUrl }));
+  console.log(
+    JSON.stringify({ level: 'info', msg: 'Temporal dev server ready', address: server.address, ui: server.uiUrl }),
+  );
   const stop = () => {
     void server.stop().then(() => process.exit(0));
   };

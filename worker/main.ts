@@ -11,7 +11,16 @@ async function main(): Promise<void> {
   Runtime.install({
     logger: new DefaultLogger('WARN', (entry) => {
       const level = entry.level.toLowerCase() as Lowercase<LogLevel>;
-      const fn = level === 'trace' ? log.trace : level === 'debug' ? log.debug : level === 'info' ? log.info : level === 'warn' ? log.warn : log.error;
+      const fn =
+        level === 'trace'
+          ? log.trace
+          : level === 'debug'
+            ? log.debug
+            : level === 'info'
+              ? log.info
+              : level === 'warn'
+                ? log.warn
+                : log.error;
       fn.call(log, entry.meta ?? {}, entry.message);
     }),
   });

@@ -87,7 +87,13 @@ export function customerRoutes(deps: { pool: Pool; clock: () => Date }): Router 
     const q = query(LedgerQuery, req);
     const beforeSeq = q.cursor ? decodeCursor(q.cursor) : undefined;
     if (!(await getCustomer(pool, id))) throw customerNotFound(id);
-    const rows = await listTransactions(pool, id, { type: q.type, from: q.from, to: q.to, beforeSeq, limit: q.limit + 1 });
+    const rows = await listTransactions(pool, id, {
+      type: q.type,
+      from: q.from,
+      to: q.to,
+      beforeSeq,
+      limit: q.limit + 1,
+    });
     const page = rows.slice(0, q.limit);
     res.json({
       transactions: page.map((t) => ({

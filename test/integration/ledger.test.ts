@@ -50,9 +50,10 @@ describe('ledger core on real Postgres', () => {
     expect(replayed).toBe(false);
     expect(result.lot).toMatchObject({ original: '1500', remaining: '1500', priority: 30, status: 'active' });
     expect((await wallet(c)).available).toBe(credits('1500'));
-    const entries = await pool.query(`SELECT account, amount FROM ledger_entries WHERE transaction_id = $1 ORDER BY id`, [
-      result.transactionId,
-    ]);
+    const entries = await pool.query(
+      `SELECT account, amount FROM ledger_entries WHERE transaction_id = $1 ORDER BY id`,
+      [result.transactionId],
+    );
     expect(entries.rows).toEqual([
       { account: 'issued:purchased', amount: '-1500000000' },
       { account: 'available', amount: '1500000000' },

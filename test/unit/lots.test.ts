@@ -54,52 +54,60 @@ describe('drawable window', () => {
   });
 });
 
-const arbLots = fc.uniqueArray(
-  fc.record({
-    id: fc.string({ minLength: 1, maxLength: 4 }),
-    priority: fc.integer({ min: 0, max: 50 }),
-    remaining: fc.bigInt({ min: 0n, max: 1000n }),
-    effectiveDay: fc.integer({ min: -5, max: 5 }),
-    expiresIn: fc.option(fc.integer({ min: 1, max: 20 })),
-    costMinor: fc.bigInt({ min: 0n, max: 5000n }),
-    status: fc.constantFrom('active', 'active', 'active', 'voided', 'expired' as const),
-  }),
-  { selector: (l) => l.id, maxLength: 12 },
-).map((ls) =>
-  ls.map((l) =>
-    lot({
-      id: l.id,
-      priority: l.priority,
-      remaining: l.remaining,
-      original: 1000n,
-      effectiveAt: at(l.effectiveDay),
-      expiresAt: l.expiresIn === null ? null : at(l.effectiveDay + l.expiresIn),
-      costMinor: l.costMinor,
-      status: l.status as LotForAllocation['status'],
+const arbLots = fc
+  .uniqueArray(
+    fc.record({
+      id: fc.string({ minLength: 1, maxLength: 4 }),
+      priority: fc.integer({ min: 0, max: 50 }),
+      remaining: fc.bigInt({ min: 0n, max: 1000n }),
+      effectiveDay: fc.integer({ min: -5, max: 5 }),
+      expiresIn: fc.option(fc.integer({ min: 1, max: 20 })),
+      costMinor: fc.bigInt({ min: 0n, max: 5000n }),
+      status: fc.constantFrom('active', 'active', 'active', 'voided', 'expired' as const),
     }),
-  ),
-);
+    { selector: (l) => l.id, maxLength: 12 },
+  )
+  .map((ls) =>
+    ls.map((l) =>
+      lot({
+        id: l.id,
+        priority: l.priority,
+        remaining: l.remaining,
+        original: 1000n,
+        effectiveAt: at(l.effectiveDay),
+        expiresAt: l.expiresIn === null ? null : at(l.effectiveDay + l.expiresIn),
+        costMinor: l.costMinor,
+        status: l.status,
+      }),
+    ),
+  );
 
 describe('allocate (properties)', () => {
   it('draws exactly the amount or all that is drawable, never more than a lot holds, only drawable lots', () => {
     fc.assert(
-      fc.property(arbLots, fc.bigInt({ min: 0n, max: 15_000n }), fc.integer({ min: -6, max: 26 }), (lots, amount, day) => {
-        const now = at(day);
-        const { draws, shortfall } = allocate(lots, amount, now);
-        const byId = new Map(lots.map((l) => [l.id, l]));
-        const drawn = draws.reduce((s, d) => s + d.amount, 0n);
-        expect(drawn + shortfall).toBe(amount);
-        expect(shortfall >= 0n).toBe(true);
-        const drawable = lots.filter((l) => isDrawable(l, now)).reduce((s, l) => s + l.remaining, 0n);
-        expect(shortfall).toBe(amount > drawable ? amount - drawable : 0n);
-        for (const d of draws) {
-          const l = byId.get(d.lotId)!;
-          expect(isDrawable(l, now)).toBe(true);
-          expect(d.amount > 0n && d.amount <= l.remaining).toBe(true);
-        }
-        // Order: every lot drawn before the last one is fully drained.
-        for (let i = 0; i < draws.length - 1; i++) expect(draws[i]!.amount).toBe(byId.get(draws[i]!.lotId)!.remaining);
-      }),
+      fc.property(
+        arbLots,
+        fc.bigInt({ min: 0n, max: 15_000n }),
+        fc.integer({ min: -6, max: 26 }),
+        (lots, amount, day) => {
+          const now = at(day);
+          const { draws, shortfall } = allocate(lots, amount, now);
+          const byId = new Map(lots.map((l) => [l.id, l]));
+          const drawn = draws.reduce((s, d) => s + d.amount, 0n);
+          expect(drawn + shortfall).toBe(amount);
+          expect(shortfall >= 0n).toBe(true);
+          const drawable = lots.filter((l) => isDrawable(l, now)).reduce((s, l) => s + l.remaining, 0n);
+          expect(shortfall).toBe(amount > drawable ? amount - drawable : 0n);
+          for (const d of draws) {
+            const l = byId.get(d.lotId)!;
+            expect(isDrawable(l, now)).toBe(true);
+            expect(d.amount > 0n && d.amount <= l.remaining).toBe(true);
+          }
+          // Order: every lot drawn before the last one is fully drained.
+          for (let i = 0; i < draws.length - 1; i++)
+            expect(draws[i]!.amount).toBe(byId.get(draws[i]!.lotId)!.remaining);
+        },
+      ),
       { numRuns: 500 },
     );
   });

@@ -1,0 +1,67 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { createApp, type AppDeps } from '../../api/app';
+import { insertApiKey, type Role } from '../../db/api-keys';
+import type { Pool } from '../../db/pool';
+import { Ledger } from '../../ledger/ledger';
+import { sha256 } from '../../lib/hash';
+import { createLogger } from '../../lib/logger';
+
+export interface TestApi {
+  url: string;
+  close: () => Promise<void>;
+}
+
+export async function startApi(pool: Pool, extra: Partial<AppDeps> = {}): Promise<TestApi> {
+  const app = createApp({
+    pool,
+    ledger: new Ledger(pool),
+    logger: createLogger('test-api', 'silent'),
+    temporalReady: () => Promise.resolve(),
+    ...extra,
+  });
+  const server: Server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+export async function makeKey(pool: Pool, role: Role, customerId: string | null = null): Promise<string> {
+  const secret = `test_${role}_${Math.random().toString(36).slice(2)}_${Date.now()}`;
+  await insertApiKey(pool, { id: secret, keyHash: sha256(secret), role, customerId, name: null });
+  return secret;
+}
+
+export interface Call {
+  status: number;
+  headers: Headers;
+  body: any;
+  text: string;
+}
+
+export async function call(
+  base: string,
+  method: string,
+  path: string,
+  o: { key?: string; json?: unknown; raw?: string; contentType?: string; headers?: Record<string, string> } = {},
+): Promise<Call> {
+  const headers: Record<string, string> = { ...o.headers };
+  if (o.key) headers.authorization = `Bearer ${o.key}`;
+  let body: string | undefined;
+  if (o.raw !== undefined) body = o.raw;
+  else if (o.json !== undefined) body = JSON.stringify(o.json);
+  if (body !== undefined) headers['content-type'] = o.contentType ?? 'application/json';
+  const res = await fetch(base + path, { method, headers, body });
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, headers: res.headers, body: parsed, text };
+}

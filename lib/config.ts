@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /** All configuration comes from the environment through this one schema; bad values fail at start-up. */
-const schema = z.object({
+export const configSchema = z.object({
   CREDITFLOW_MODE: z.enum(['development', 'production']).default('production'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().default('0.0.0.0'),
@@ -15,14 +15,14 @@ const schema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
-export type Config = z.infer<typeof schema>;
+export type Config = z.infer<typeof configSchema>;
 
 /** The documented development key: bootstrapped only in development mode, never in production. */
 export const DEV_ADMIN_KEY = 'cf_dev_admin_key_for_local_use_only';
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const parsed = schema.safeParse(cleaned);
+  const parsed = configSchema.safeParse(cleaned);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new Error(`invalid configuration:\n${lines.join('\n')}`);

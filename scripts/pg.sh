@@ -21,6 +21,9 @@ as_pg() {
 
 case "$cmd" in
   start)
+    if [ "$(id -u)" = 0 ] && ! as_pg test -w "$datadir"; then
+      log "the postgres user cannot write $datadir (check the permissions of its parent folders)"; exit 1
+    fi
     if [ ! -f "$datadir/PG_VERSION" ]; then
       log "initialising PostgreSQL cluster in $datadir"
       # trust on loopback only: a local, throw-away development/test cluster.

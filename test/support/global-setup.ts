@@ -1,22 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { migrate } from '../../lib/migrate';
 import { startTemporalDevServer, type DevServer } from '../../lib/temporal-dev-server';
+import { freePort } from './ports';
 import { adminUrl, ROOT, TEMPLATE_DB, TEST_DATA, TEST_PG_DIR, TEST_PG_PORT } from './paths';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** scripts/tools.sh installs the CLI into .tools/bin; fall back to PATH, then to the SDK download. */
 function temporalBin(): string | undefined {

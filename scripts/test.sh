@@ -18,7 +18,8 @@ stop_pg() { bash "$ROOT/scripts/pg.sh" stop "$ROOT/.data/test/pg" >/dev/null 2>&
 [ "${CI:-}" = "true" ] && trap stop_pg EXIT
 
 status=0
+rm -f .data/test/jest.json
 npx --no-install jest --ci --json --outputFile=.data/test/jest.json "$@" || status=$?
 # A plain closing line any CI reader understands.
-node -e 'const r=require("./.data/test/jest.json");console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)' || true
+[ -f .data/test/jest.json ] && node -e 'const r=require("./.data/test/jest.json");console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)'
 exit $status

@@ -8,6 +8,9 @@ import { buildOpenApi } from './openapi';
 import { errorHandler, HttpProblem, problem } from './problem';
 import { customerRoutes } from './routes/customers';
 import { grantRoutes } from './routes/grants';
+import { meteringRoutes } from './routes/metering';
+import { rateCardRoutes } from './routes/rate-cards';
+import { RateCardResolver } from '../metering/rate-cards';
 
 export interface AppDeps {
   pool: Pool;
@@ -71,6 +74,9 @@ export function createApp(deps: AppDeps): express.Express {
   );
   v1.use(customerRoutes({ pool: deps.pool, clock }));
   v1.use(grantRoutes({ ledger: deps.ledger }));
+  const resolver = new RateCardResolver();
+  v1.use(meteringRoutes({ pool: deps.pool, ledger: deps.ledger, resolver, clock }));
+  v1.use(rateCardRoutes({ pool: deps.pool, resolver, clock }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => next(new HttpProblem(404, 'Not Found', `no route ${req.method} ${req.path}`)));

@@ -41,12 +41,15 @@ const unauthorized = (detail: string) =>
   new HttpProblem(401, 'Unauthorized', detail, {}, { 'WWW-Authenticate': 'Bearer realm="creditflow"' });
 
 /** Role check; viewer keys (and any key scoped to a customer) may only touch that customer. */
-export function allow(roles: readonly Role[], opts: { customerParam?: string } = {}): RequestHandler {
+export function allow(
+  roles: readonly Role[],
+  opts: { customerParam?: string; /** the handler enforces the key's scope itself */ scopedByHandler?: boolean } = {},
+): RequestHandler {
   return (req, _res, next) => {
     const p = req.principal;
     if (!p) throw unauthorized('missing API key');
     if (p.role !== 'admin' && !roles.includes(p.role)) throw problem(403, `the ${p.role} role may not do this`);
-    if (p.customerId !== null) {
+    if (p.customerId !== null && !opts.scopedByHandler) {
       const target = opts.customerParam ? req.params[opts.customerParam] : undefined;
       if (target !== p.customerId) throw problem(403, 'this key is scoped to another customer');
     }

@@ -1,4 +1,5 @@
 import { parseCredits } from '../domain/amount';
+import { parseDecimal } from '../domain/decimal';
 import { LOT_KINDS } from '../domain/lots';
 import { z } from './zod';
 
@@ -172,3 +173,93 @@ export const GrantResponse = z.object({ lot: LotResponse, transactionId: z.strin
 export const VoidResponse = z
   .object({ lot: LotResponse, transactionId: z.string(), voided: z.string() })
   .openapi('VoidResult');
+
+// ---- metering ----
+const decimalString = (what: string, opts: { positive: boolean }) =>
+  z
+    .string()
+    .openapi({ type: 'string', pattern: '^(0|[1-9][0-9]*)(\\.[0-9]{1,12})?$', example: '2' })
+    .superRefine((s, ctx) => {
+      const r = parseDecimal(s);
+      if (!r.ok) ctx.addIssue({ code: 'custom', message: `${what}: ${r.reason}` });
+      else if (opts.positive && r.value.m === 0n) ctx.addIssue({ code: 'custom', message: `${what} must be > 0` });
+    });
+
+export const Meter = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'meter: 1–64 characters of A-Za-z0-9_.:-');
+const DimensionName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'dimension names: 1–64 of A-Za-z0-9_.-');
+
+export const RateRuleInput = z.strictObject({
+  meter: Meter,
+  dimensions: z
+    .record(DimensionName, z.string().min(1).max(128))
+    .refine((d) => Object.keys(d).length <= 20, 'at most 20 dimensions')
+    .optional(),
+  credits: decimalString('credits', { positive: false }),
+  per: z
+    .union([decimalString('per', { positive: true }), z.number().int().min(1).max(Number.MAX_SAFE_INTEGER)])
+    .optional(),
+});
+
+const rulesArray = z
+  .array(RateRuleInput)
+  .min(1)
+  .max(1000)
+  .superRefine((rules, ctx) => {
+    const seen = new Set<string>();
+    rules.forEach((r, i) => {
+      const key = JSON.stringify([r.meter, Object.entries(r.dimensions ?? {}).sort()]);
+      if (seen.has(key))
+        ctx.addIssue({ code: 'custom', path: [i], message: 'duplicate rule (same meter and dimensions)' });
+      seen.add(key);
+    });
+  });
+
+export const RateCardName = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'card name: 1–64 characters of A-Za-z0-9_.:-');
+export const RateCardParams = z.strictObject({ name: RateCardName });
+export const RateCardBody = z
+  .strictObject({ effectiveFrom: Timestamp.optional(), rules: rulesArray })
+  .openapi('RateCard');
+export const RateCardQuery = z.strictObject({ version: z.coerce.number().int().min(1).max(1_000_000).optional() });
+export const CustomerRateCardBody = z.strictObject({ name: RateCardName });
+
+export const EventsBody = z
+  .strictObject({ events: z.array(z.unknown()).min(1, 'at least 1 event').max(1000, 'at most 1,000 events') })
+  .openapi('Events');
+
+export const AuthorizeBody = z.strictObject({ amount: PositiveCredits }).openapi('Authorize');
+
+export const UsageQuery = z.strictObject({
+  from: Timestamp.optional(),
+  to: Timestamp.optional(),
+  groupBy: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9_.-]{1,64}(,[A-Za-z0-9_.-]{1,64}){0,5}$/,
+      'groupBy: comma-separated meter, day or dimension names',
+    )
+    .optional(),
+});
+
+export const PreviewBody = z
+  .strictObject({
+    draft: z.strictObject({ rules: rulesArray }),
+    customerId: CustomerId.optional(),
+    from: Timestamp.optional(),
+    to: Timestamp.optional(),
+    events: z
+      .array(
+        z.strictObject({
+          meter: Meter,
+          quantity: decimalString('quantity', { positive: false }),
+          timestamp: Timestamp.optional(),
+          dimensions: z.record(DimensionName, z.string().max(128)).optional(),
+        }),
+      )
+      .max(1000)
+      .optional(),
+  })
+  .refine((b) => b.events !== undefined || b.customerId !== undefined, {
+    message: 'give events, or a customerId whose stored usage to rate',
+    path: ['events'],
+  })
+  .openapi('Preview');

@@ -116,3 +116,31 @@ export async function applyWalletDeltas(
     [customerId, d.available.toString(), d.held.toString(), d.arrears.toString()],
   );
 }
+
+/** Locks several wallets in customer-id order (the fixed order); missing customers are simply absent. */
+export async function lockWallets(tx: Queryable, customerIds: readonly string[]): Promise<Map<string, WalletRow>> {
+  const res = await tx.query<RawWallet>(
+    `SELECT * FROM wallets WHERE customer_id = ANY($1::text[]) ORDER BY customer_id FOR UPDATE`,
+    [customerIds],
+  );
+  return new Map(res.rows.map((r) => [r.customer_id, toWallet(r)]));
+}
+
+export async function applyWalletDeltasMany(
+  tx: Queryable,
+  deltas: readonly { customerId: string; available: bigint; held: bigint; arrears: bigint }[],
+): Promise<void> {
+  if (deltas.length === 0) return;
+  await tx.query(
+    `UPDATE wallets w SET available = w.available + d.available, held = w.held + d.held,
+            arrears = w.arrears + d.arrears, version = w.version + 1, updated_at = now()
+       FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS d(customer_id, available, held, arrears)
+      WHERE w.customer_id = d.customer_id`,
+    [
+      deltas.map((d) => d.customerId),
+      deltas.map((d) => d.available.toString()),
+      deltas.map((d) => d.held.toString()),
+      deltas.map((d) => d.arrears.toString()),
+    ],
+  );
+}

@@ -46,7 +46,15 @@ const CHECKS: Record<string, string> = {
   'inv4: one transaction per idempotency key, each with its record': `
     SELECT t.idempotency_key AS subject, 'no idempotency record' AS detail
       FROM ledger_transactions t LEFT JOIN idempotency_keys k ON k.key = t.idempotency_key
-     WHERE k.key IS NULL`,
+     WHERE k.key IS NULL AND t.type <> 'usage'`,
+  'inv4: each usage transaction debits exactly its events, each event once': `
+    SELECT t.id::text AS subject, format('consumed %s, events %s', COALESCE(c.s, 0), COALESCE(ev.s, 0)) AS detail
+      FROM ledger_transactions t
+      LEFT JOIN (SELECT transaction_id, sum(amount) s FROM ledger_entries WHERE account = 'consumed'
+                  GROUP BY transaction_id) c ON c.transaction_id = t.id
+      LEFT JOIN (SELECT transaction_id, sum(credits) s FROM usage_events GROUP BY transaction_id) ev
+        ON ev.transaction_id = t.id
+     WHERE t.type = 'usage' AND COALESCE(c.s, 0) <> COALESCE(ev.s, 0)`,
   'inv5: ledger tables refuse UPDATE/DELETE/TRUNCATE': `
     SELECT t.name AS subject, 'append-only trigger missing' AS detail
       FROM (VALUES ('ledger_transactions'), ('ledger_entries')) AS t(name)

@@ -40,3 +40,33 @@ export async function appendTransaction(tx: Queryable, t: NewTransaction): Promi
     ],
   );
 }
+
+/** Appends many transactions with two statements in all (entries in one INSERT for the balance check). */
+export async function appendTransactions(tx: Queryable, ts: readonly NewTransaction[]): Promise<void> {
+  if (ts.length === 0) return;
+  await tx.query(
+    `INSERT INTO ledger_transactions (id, customer_id, type, idempotency_key, reference, created_at)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])`,
+    [
+      ts.map((t) => t.id),
+      ts.map((t) => t.customerId),
+      ts.map((t) => t.type),
+      ts.map((t) => t.idempotencyKey),
+      ts.map((t) => t.reference),
+      ts.map((t) => t.createdAt),
+    ],
+  );
+  const rows = ts.flatMap((t) => t.entries.map((e) => ({ t, e })));
+  if (rows.length === 0) return;
+  await tx.query(
+    `INSERT INTO ledger_entries (transaction_id, customer_id, account, lot_id, amount)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[])`,
+    [
+      rows.map((r) => r.t.id),
+      rows.map((r) => r.t.customerId),
+      rows.map((r) => r.e.account),
+      rows.map((r) => r.e.lotId),
+      rows.map((r) => r.e.amount.toString()),
+    ],
+  );
+}

@@ -94,16 +94,6 @@ export async function insertLot(tx: Queryable, l: LotRow): Promise<void> {
   );
 }
 
-/** Locks the customer's lots that still hold credits, in lot-id order (the fixed lock order). */
-export async function lockOpenLots(tx: Queryable, customerId: string): Promise<LotRow[]> {
-  const res = await tx.query<RawLot>(
-    `SELECT * FROM credit_lots WHERE customer_id = $1 AND status = 'active' AND remaining > 0
-      ORDER BY id FOR UPDATE`,
-    [customerId],
-  );
-  return res.rows.map(toLot);
-}
-
 export async function lockLot(tx: Queryable, customerId: string, lotId: string): Promise<LotRow | null> {
   const res = await tx.query<RawLot>(`SELECT * FROM credit_lots WHERE id = $1 AND customer_id = $2 FOR UPDATE`, [
     lotId,
@@ -135,6 +125,16 @@ export async function listLots(q: Queryable, customerId: string, opts: { openOnl
   const res = await q.query<RawLot>(
     `SELECT * FROM credit_lots WHERE customer_id = $1 ${opts.openOnly ? `AND status = 'active'` : ''}`,
     [customerId],
+  );
+  return res.rows.map(toLot);
+}
+
+/** Batch form of lockOpenLots for customers whose wallets the caller already holds; lot-id order. */
+export async function lockOpenLotsOf(tx: Queryable, customerIds: readonly string[]): Promise<LotRow[]> {
+  const res = await tx.query<RawLot>(
+    `SELECT * FROM credit_lots WHERE customer_id = ANY($1::text[]) AND status = 'active' AND remaining > 0
+      ORDER BY id FOR UPDATE`,
+    [customerIds],
   );
   return res.rows.map(toLot);
 }

@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { formatCredits } from '../domain/amount';
 import { DomainError, customerNotFound, idempotencyConflict, idempotencyInFlight, lotNotFound } from '../domain/errors';
 import { allocate, DEFAULT_PRIORITY, isDrawable, type LotKind, type LotStatus } from '../domain/lots';
-import { applyWalletDeltas, lockWallet, type WalletRow } from '../db/customers';
+import { applyWalletDeltas, applyWalletDeltasMany, lockWallet, lockWallets, type WalletRow } from '../db/customers';
 import { findKey, saveKey, tryLockKey } from '../db/idempotency';
-import { appendTransaction, type Entry } from '../db/ledger';
-import { insertLot, lockLot, lockOpenLots, updateLots, type LotRow, type Recurrence } from '../db/lots';
+import { appendTransaction, appendTransactions, type Entry, type NewTransaction } from '../db/ledger';
+import { insertLot, lockLot, lockOpenLotsOf, updateLots, type LotRow, type Recurrence } from '../db/lots';
 import { withTransaction, type Pool, type Tx } from '../db/pool';
 import { lotView, type LotView } from './views';
 
@@ -186,45 +186,95 @@ export class Ledger {
   debit(cmd: Command, input: { amount: bigint; type?: string; reference?: string }): Promise<Outcome<DebitResult>> {
     return this.run(cmd, async ({ tx, now, key }) => {
       if (input.amount <= 0n) throw new DomainError('InvalidRequest', 'debit amount must be positive');
-      const lots = await lockOpenLots(tx, cmd.customerId);
-      const { draws, shortfall } = allocate(lots, input.amount, now);
-      const byId = new Map(lots.map((l) => [l.id, l]));
-      const entries: Entry[] = [];
-      const changes: { id: string; remaining: bigint; held: bigint; status: LotStatus }[] = [];
-      for (const d of draws) {
-        const lot = byId.get(d.lotId)!;
-        const remaining = lot.remaining - d.amount;
-        changes.push({
-          id: lot.id,
-          remaining,
-          held: lot.held,
-          status: remaining === 0n && lot.held === 0n ? 'depleted' : lot.status,
-        });
-        entries.push({ account: 'available', lotId: lot.id, amount: -d.amount });
-        entries.push({ account: 'consumed', lotId: lot.id, amount: d.amount });
-      }
-      if (shortfall > 0n) {
-        entries.push({ account: 'available', lotId: null, amount: -shortfall });
-        entries.push({ account: 'consumed', lotId: null, amount: shortfall });
-      }
-      const transactionId = randomUUID();
-      await appendTransaction(tx, {
-        id: transactionId,
-        customerId: cmd.customerId,
-        type: input.type ?? 'debit',
-        idempotencyKey: key,
-        reference: input.reference ?? null,
-        createdAt: now,
-        entries,
-      });
-      await updateLots(tx, changes);
-      await applyWalletDeltas(tx, cmd.customerId, { available: -input.amount, held: 0n, arrears: shortfall });
-      return {
-        transactionId,
-        amount: formatCredits(input.amount),
-        draws: draws.map((d) => ({ lotId: d.lotId, amount: formatCredits(d.amount) })),
-        arrears: formatCredits(shortfall),
-      };
+      const [posted] = await postDebits(tx, now, [
+        {
+          customerId: cmd.customerId,
+          amount: input.amount,
+          key,
+          type: input.type ?? 'debit',
+          reference: input.reference,
+        },
+      ]);
+      return posted!;
     });
   }
+
+  /**
+   * A batch of movements over several wallets in one database transaction: locks the wallets in
+   * customer-id order first (the fixed order), then hands them to `fn` (which may call postDebits).
+   * Idempotency is the caller's (usage events dedupe by their own key under these locks).
+   */
+  runBatch<R>(
+    customerIds: readonly string[],
+    fn: (ctx: { tx: Tx; wallets: Map<string, WalletRow>; now: Date }) => Promise<R>,
+  ): Promise<R> {
+    const ids = [...new Set(customerIds)].sort();
+    return withTransaction(this.pool, async (tx) => fn({ tx, wallets: await lockWallets(tx, ids), now: this.clock() }));
+  }
+}
+
+export interface DebitRequest {
+  customerId: string;
+  amount: bigint;
+  /** The ledger transaction's idempotency key (unique). */
+  key: string;
+  type: string;
+  reference?: string;
+}
+
+/**
+ * Posts debits for wallets the caller has locked: one ledger transaction each, drawn in
+ * consumption order from drawable lots, the rest as arrears. Set-based: a handful of statements
+ * whatever the number of debits.
+ */
+export async function postDebits(tx: Tx, now: Date, debits: readonly DebitRequest[]): Promise<DebitResult[]> {
+  const live = debits.filter((d) => d.amount > 0n);
+  const lots = await lockOpenLotsOf(tx, [...new Set(live.map((d) => d.customerId))]);
+  const lotsByCustomer = new Map<string, LotRow[]>();
+  for (const l of lots) lotsByCustomer.set(l.customerId, [...(lotsByCustomer.get(l.customerId) ?? []), l]);
+  const changed = new Map<string, { id: string; remaining: bigint; held: bigint; status: LotStatus }>();
+  const transactions: NewTransaction[] = [];
+  const deltas = new Map<string, { customerId: string; available: bigint; held: bigint; arrears: bigint }>();
+  const results: DebitResult[] = [];
+  for (const d of debits) {
+    const transactionId = randomUUID();
+    const own = lotsByCustomer.get(d.customerId) ?? [];
+    const { draws, shortfall } = allocate(own, d.amount, now);
+    const entries: Entry[] = [];
+    for (const draw of draws) {
+      const lot = own.find((l) => l.id === draw.lotId)!;
+      lot.remaining -= draw.amount; // later debits of the same customer in this batch see it
+      if (lot.remaining === 0n && lot.held === 0n) lot.status = 'depleted';
+      changed.set(lot.id, { id: lot.id, remaining: lot.remaining, held: lot.held, status: lot.status });
+      entries.push({ account: 'available', lotId: lot.id, amount: -draw.amount });
+      entries.push({ account: 'consumed', lotId: lot.id, amount: draw.amount });
+    }
+    if (shortfall > 0n) {
+      entries.push({ account: 'available', lotId: null, amount: -shortfall });
+      entries.push({ account: 'consumed', lotId: null, amount: shortfall });
+    }
+    transactions.push({
+      id: transactionId,
+      customerId: d.customerId,
+      type: d.type,
+      idempotencyKey: d.key,
+      reference: d.reference ?? null,
+      createdAt: now,
+      entries,
+    });
+    const delta = deltas.get(d.customerId) ?? { customerId: d.customerId, available: 0n, held: 0n, arrears: 0n };
+    delta.available -= d.amount;
+    delta.arrears += shortfall;
+    deltas.set(d.customerId, delta);
+    results.push({
+      transactionId,
+      amount: formatCredits(d.amount),
+      draws: draws.map((x) => ({ lotId: x.lotId, amount: formatCredits(x.amount) })),
+      arrears: formatCredits(shortfall),
+    });
+  }
+  await appendTransactions(tx, transactions);
+  await updateLots(tx, [...changed.values()]);
+  await applyWalletDeltasMany(tx, [...deltas.values()]);
+  return results;
 }

@@ -1,0 +1,456 @@
+import { credits } from '../../domain/amount';
+import { findViolations } from '../../db/invariants';
+import type { Pool } from '../../db/pool';
+import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { freshDatabase } from '../support/db';
+
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let pool: Pool;
+let api: TestApi;
+let admin: string;
+let service: string;
+let n = 0;
+const uid = (p: string) => `${p}-${++n}-${Math.random().toString(36).slice(2, 7)}`;
+
+const T0 = '2026-01-01T00:00:00Z';
+const defaultCard = {
+  effectiveFrom: T0,
+  rules: [
+    { meter: 'llm.output_tokens', credits: '2', per: 1000 },
+    { meter: 'llm.output_tokens', dimensions: { model: 'big' }, credits: '10', per: '1000' },
+    { meter: 'llm.input_tokens', dimensions: { model: '*' }, credits: '1', per: 1000 },
+    { meter: 'images', dimensions: { size: '1024' }, credits: '10' },
+  ],
+};
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  pool = db.pool;
+  api = await startApi(pool);
+  admin = await makeKey(pool, 'admin');
+  service = await makeKey(pool, 'service');
+  const r = await call(api.url, 'PUT', '/v1/rate-cards/default', { key: admin, json: defaultCard });
+  expect(r.status).toBe(201);
+});
+afterAll(async () => {
+  await api.close();
+  await db.drop();
+});
+
+async function customer(grant = '100') {
+  const id = uid('m');
+  await call(api.url, 'POST', '/v1/customers', { key: admin, json: { id } });
+  if (grant !== '0') {
+    await call(api.url, 'POST', `/v1/customers/${id}/grants`, {
+      key: admin,
+      json: { amount: grant, kind: 'purchased' },
+      headers: { 'idempotency-key': uid('g') },
+    });
+  }
+  return id;
+}
+const send = (events: unknown[], key = service) => call(api.url, 'POST', '/v1/events', { key, json: { events } });
+const balance = async (id: string) => (await call(api.url, 'GET', `/v1/customers/${id}/balance`, { key: admin })).body;
+const counts = async () =>
+  (
+    await pool.query(
+      `SELECT (SELECT count(*) FROM usage_events) ev, (SELECT count(*) FROM ledger_transactions) t,
+              (SELECT count(*) FROM ledger_entries) e, (SELECT sum(version)::text FROM wallets) v`,
+    )
+  ).rows[0];
+
+describe('ingestion', () => {
+  it('a mixed batch: valid, duplicate, conflicting and invalid events get the right results; only accepted ones are debited', async () => {
+    const c = await customer('100');
+    const first = await send([
+      { id: 'e0', customerId: c, meter: 'llm.output_tokens', quantity: '1000', timestamp: '2026-06-01T00:00:00Z' },
+    ]);
+    expect(first.body.results[0]).toMatchObject({ status: 'accepted', credits: '2' });
+    const r = await send([
+      { id: 'e1', customerId: c, meter: 'llm.output_tokens', quantity: '1500', dimensions: { model: 'big' } }, // 15
+      { id: 'e0', customerId: c, meter: 'llm.output_tokens', quantity: '1000', timestamp: '2026-06-01T00:00:00Z' }, // dup
+      { id: 'e0', customerId: c, meter: 'llm.output_tokens', quantity: '999', timestamp: '2026-06-01T00:00:00Z' }, // conflict
+      { id: 'e2', customerId: c, meter: 'images', quantity: '3', dimensions: { size: '1024' } }, // 30
+      { id: 'e2', customerId: c, meter: 'images', quantity: '3', dimensions: { size: '1024' } }, // in-batch dup
+      { id: 'e3', customerId: c, meter: 'images', quantity: '1', dimensions: { size: '512' } }, // no rate
+      { id: 'e4', customerId: c, meter: 'video.seconds', quantity: '1' }, // unknown meter
+      { id: 'e5', customerId: 'nobody-here', meter: 'images', quantity: '1', dimensions: { size: '1024' } },
+      { id: 'e6', customerId: c, meter: 'images', quantity: '1e3' },
+      { id: 'e7', customerId: c, meter: 'images', quantity: '1', extra: true },
+      'not an object',
+      { id: 'e8', customerId: c, meter: 'llm.input_tokens', quantity: '10' }, // model missing → no rate
+      { id: 'e9', customerId: c, meter: 'llm.input_tokens', quantity: '10', dimensions: { model: 'x' } }, // 0.01
+    ]);
+    expect(r.status).toBe(200);
+    const got = r.body.results.map((x: any) => [x.status, x.error?.code ?? x.credits]);
+    expect(got).toEqual([
+      ['accepted', '15'],
+      ['duplicate', '2'],
+      ['rejected', 'conflict'],
+      ['accepted', '30'],
+      ['duplicate', '30'],
+      ['rejected', 'no_rate'],
+      ['rejected', 'unknown_meter'],
+      ['rejected', 'unknown_customer'],
+      ['rejected', 'invalid'],
+      ['rejected', 'invalid'],
+      ['rejected', 'invalid'],
+      ['rejected', 'no_rate'],
+      ['accepted', '0.01'],
+    ]);
+    expect((await balance(c)).available).toBe('52.99'); // 100 − 2 − 15 − 30 − 0.01
+    expect(r.body.results[0].transactionId).toBe(r.body.results[3].transactionId); // one ledger tx per customer per request
+    expect(await findViolations(pool)).toEqual([]);
+  });
+
+  it('the same batch sent twice debits once; the replay reports duplicates', async () => {
+    const c = await customer('50');
+    const batch = Array.from({ length: 20 }, (_, i) => ({
+      id: `r${i}`,
+      customerId: c,
+      meter: 'images',
+      quantity: '0.1',
+      dimensions: { size: '1024' },
+    }));
+    const a = await send(batch);
+    const before = await counts();
+    const b = await send(batch);
+    expect(a.body.results.every((x: any) => x.status === 'accepted')).toBe(true);
+    expect(b.body.results.every((x: any) => x.status === 'duplicate')).toBe(true);
+    expect(b.body.results.map((x: any) => x.transactionId)).toEqual(a.body.results.map((x: any) => x.transactionId));
+    expect(await counts()).toEqual(before);
+    expect((await balance(c)).available).toBe('30');
+  });
+
+  it('the same batch sent concurrently from two clients debits once', async () => {
+    const c = await customer('50');
+    const batch = Array.from({ length: 50 }, (_, i) => ({
+      id: `c${i}`,
+      customerId: c,
+      meter: 'images',
+      quantity: '0.1',
+      dimensions: { size: '1024' },
+    }));
+    const [a, b] = await Promise.all([send(batch), send(batch)]);
+    const statuses = [...a.body.results, ...b.body.results].map((x: any) => x.status);
+    expect(statuses.filter((s) => s === 'accepted')).toHaveLength(50);
+    expect(statuses.filter((s) => s === 'duplicate')).toHaveLength(50);
+    expect((await balance(c)).available).toBe('0');
+    expect(await findViolations(pool)).toEqual([]);
+  });
+
+  it('20 concurrent ingesting clients on one wallet keep every invariant; overspend becomes arrears', async () => {
+    const c = await customer('100');
+    const others = [await customer('5'), await customer('5')];
+    await Promise.all(
+      Array.from({ length: 20 }, (_, k) =>
+        send(
+          Array.from({ length: 30 }, (_, i) => ({
+            id: `k${k}-${i}`,
+            customerId: i % 10 === 0 ? others[(k + i) % 2] : c,
+            meter: 'llm.output_tokens',
+            quantity: '100',
+          })),
+        ),
+      ),
+    );
+    // c: 20 × 27 events × 0.2 = 108 credits against 100 → 8 in arrears
+    const b = await balance(c);
+    expect(b).toMatchObject({ available: '-8', arrears: '8' });
+    expect(await findViolations(pool)).toEqual([]);
+    const consumed = await pool.query(
+      `SELECT sum(amount)::text s FROM ledger_entries WHERE customer_id = $1 AND account = 'consumed'`,
+      [c],
+    );
+    expect(consumed.rows[0].s).toBe(credits('108').toString());
+  });
+
+  it('events across a rate-card version change are priced by the version in force at their timestamps', async () => {
+    const card = uid('card');
+    const v1 = await call(api.url, 'PUT', `/v1/rate-cards/${card}`, {
+      key: admin,
+      json: {
+        effectiveFrom: '2026-01-01T00:00:00Z',
+        rules: [{ meter: 'gpu.seconds', dimensions: { gpu: '*' }, credits: '1' }],
+      },
+    });
+    const v2 = await call(api.url, 'PUT', `/v1/rate-cards/${card}`, {
+      key: admin,
+      json: {
+        effectiveFrom: '2026-03-01T00:00:00Z',
+        rules: [{ meter: 'gpu.seconds', dimensions: { gpu: '*' }, credits: '3' }],
+      },
+    });
+    expect([v1.body.version, v2.body.version]).toEqual([1, 2]);
+    const c = await customer('1000');
+    expect(
+      (await call(api.url, 'PUT', `/v1/customers/${c}/rate-card`, { key: admin, json: { name: card } })).status,
+    ).toBe(200);
+    const r = await send([
+      {
+        id: 'before',
+        customerId: c,
+        meter: 'gpu.seconds',
+        quantity: '10',
+        dimensions: { gpu: 'h100' },
+        timestamp: '2026-02-28T23:59:59Z',
+      },
+      {
+        id: 'after',
+        customerId: c,
+        meter: 'gpu.seconds',
+        quantity: '10',
+        dimensions: { gpu: 'h100' },
+        timestamp: '2026-03-01T00:00:00Z',
+      },
+      {
+        id: 'ancient',
+        customerId: c,
+        meter: 'gpu.seconds',
+        quantity: '10',
+        dimensions: { gpu: 'h100' },
+        timestamp: '2025-12-31T00:00:00Z',
+      },
+    ]);
+    expect(r.body.results.map((x: any) => [x.credits ?? x.error.code, x.rateCard?.version])).toEqual([
+      ['10', 1],
+      ['30', 2],
+      ['no_rate', undefined],
+    ]);
+    const stored = await pool.query(
+      `SELECT id, card_name, card_version FROM usage_events WHERE customer_id = $1 ORDER BY id`,
+      [c],
+    );
+    expect(stored.rows).toEqual([
+      { id: 'after', card_name: card, card_version: 2 },
+      { id: 'before', card_name: card, card_version: 1 },
+    ]);
+  });
+
+  it('rate cards are immutable in the database', async () => {
+    await expect(pool.query(`UPDATE rate_cards SET rules = '[]'`)).rejects.toThrow(/append-only/);
+    await expect(pool.query(`DELETE FROM rate_cards`)).rejects.toThrow(/append-only/);
+    await expect(pool.query(`UPDATE usage_events SET credits = 0`)).rejects.toThrow(/append-only/);
+  });
+
+  it('rejects bad envelopes with 4xx and writes nothing', async () => {
+    const before = await counts();
+    for (const [b, status] of [
+      [{ events: [] }, 400],
+      [{ events: Array.from({ length: 1001 }, () => ({})) }, 400],
+      [{}, 400],
+      [{ events: 'x' }, 400],
+      [{ events: [], more: 1 }, 400],
+    ] as const) {
+      expect((await call(api.url, 'POST', '/v1/events', { key: service, json: b })).status).toBe(status);
+    }
+    expect(
+      (
+        await call(api.url, 'POST', '/v1/events', {
+          key: service,
+          raw: '{"events": [',
+          contentType: 'application/json',
+        })
+      ).status,
+    ).toBe(400);
+    expect(
+      (await call(api.url, 'POST', '/v1/events', { key: service, raw: 'x', contentType: 'text/plain' })).status,
+    ).toBe(415);
+    const support = await makeKey(pool, 'support');
+    expect((await send([{ id: 'x', customerId: 'x', meter: 'images', quantity: '1' }], support)).status).toBe(403);
+    expect(await counts()).toEqual(before);
+  });
+
+  it('a customer-scoped service key can only send its own customer’s events', async () => {
+    const c = await customer('10');
+    const other = await customer('10');
+    const key = await makeKey(pool, 'service', c);
+    const r = await send(
+      [
+        { id: 's1', customerId: c, meter: 'images', quantity: '1', dimensions: { size: '1024' } },
+        { id: 's2', customerId: other, meter: 'images', quantity: '1', dimensions: { size: '1024' } },
+      ],
+      key,
+    );
+    expect(r.body.results.map((x: any) => x.status)).toEqual(['accepted', 'rejected']);
+    expect(r.body.results[1].error.code).toBe('forbidden');
+    expect((await balance(other)).available).toBe('10');
+  });
+});
+
+describe('authorize', () => {
+  const auth = (id: string, amount: unknown, key = service) =>
+    call(api.url, 'POST', `/v1/customers/${id}/authorize`, { key, json: { amount } });
+
+  it('answers allowed / available / shortfall without writing', async () => {
+    const c = await customer('10');
+    const before = await counts();
+    expect((await auth(c, '4')).body).toMatchObject({ allowed: true, available: '10', shortfall: '0' });
+    expect((await auth(c, '12.5')).body).toMatchObject({
+      allowed: false,
+      available: '10',
+      shortfall: '2.5',
+      reason: 'insufficient_credits',
+    });
+    expect(await counts()).toEqual(before);
+  });
+
+  it('refuses wallets in arrears and frozen wallets; counts no expired credits', async () => {
+    const c = await customer('1');
+    await send([{ id: 'big', customerId: c, meter: 'images', quantity: '1', dimensions: { size: '1024' } }]); // 10 > 1
+    expect((await auth(c, '0.000001')).body).toMatchObject({ allowed: false, reason: 'arrears' });
+    const f = await customer('10');
+    await pool.query(`UPDATE wallets SET status = 'frozen' WHERE customer_id = $1`, [f]);
+    expect((await auth(f, '1')).body).toMatchObject({ allowed: false, reason: 'frozen' });
+    const e = await customer('0');
+    await pool.query(
+      `INSERT INTO credit_lots (id, customer_id, kind, priority, original, remaining, effective_at, expires_at)
+       VALUES (gen_random_uuid(), $1, 'promotional', 10, 5000000, 5000000, now() - interval '2 days', now() - interval '1 day')`,
+      [e],
+    );
+    expect((await auth(e, '1')).body).toMatchObject({ allowed: false, available: '0', shortfall: '1' });
+  });
+
+  it('bad input → 400/404/403', async () => {
+    const c = await customer('1');
+    for (const a of ['0', '-1', '1e3', 5, '0.0000001']) expect((await auth(c, a)).status).toBe(400);
+    expect((await auth('nobody', '1')).status).toBe(404);
+    const viewer = await makeKey(pool, 'viewer', c);
+    expect((await auth(c, '1', viewer)).status).toBe(403);
+  });
+});
+
+describe('usage report and preview', () => {
+  it('groups by meter, day and dimension; totals match the ledger to the micro-credit', async () => {
+    const c = await customer('1000');
+    await send([
+      {
+        id: 'u1',
+        customerId: c,
+        meter: 'llm.output_tokens',
+        quantity: '333',
+        dimensions: { model: 'big' },
+        timestamp: '2026-05-01T10:00:00Z',
+      },
+      {
+        id: 'u2',
+        customerId: c,
+        meter: 'llm.output_tokens',
+        quantity: '333',
+        dimensions: { model: 'small' },
+        timestamp: '2026-05-01T11:00:00Z',
+      },
+      {
+        id: 'u3',
+        customerId: c,
+        meter: 'llm.output_tokens',
+        quantity: '1',
+        dimensions: { model: 'big' },
+        timestamp: '2026-05-02T10:00:00Z',
+      },
+      {
+        id: 'u4',
+        customerId: c,
+        meter: 'images',
+        quantity: '2',
+        dimensions: { size: '1024' },
+        timestamp: '2026-05-02T10:00:00Z',
+      },
+    ]);
+    const q = (s: string) =>
+      call(api.url, 'GET', `/v1/customers/${c}/usage?from=2026-05-01T00:00:00Z&to=2026-06-01T00:00:00Z&${s}`, {
+        key: admin,
+      });
+    const byMeter = (await q('groupBy=meter')).body;
+    expect(byMeter.rows).toEqual([
+      { meter: 'images', quantity: '2', credits: '20', events: 1 },
+      { meter: 'llm.output_tokens', quantity: '667', credits: '4.006', events: 3 }, // 3.33 + 0.666 + 0.01
+    ]);
+    const byDayModel = (await q('groupBy=day,model')).body;
+    expect(byDayModel.rows).toContainEqual({
+      day: '2026-05-01',
+      model: 'big',
+      quantity: '333',
+      credits: '3.33',
+      events: 1,
+    });
+    const ledger = await pool.query(
+      `SELECT sum(amount)::text s FROM ledger_entries WHERE customer_id = $1 AND account = 'consumed'`,
+      [c],
+    );
+    expect(credits(byMeter.total).toString()).toBe(ledger.rows[0].s);
+    expect((await q('groupBy=bad;name')).status).toBe(400);
+  });
+
+  it('previews a draft card against stored usage and given events, writing nothing', async () => {
+    const c = await customer('1000');
+    await send([
+      { id: 'p1', customerId: c, meter: 'llm.output_tokens', quantity: '1000', timestamp: '2026-05-01T00:00:00Z' },
+      {
+        id: 'p2',
+        customerId: c,
+        meter: 'images',
+        quantity: '1',
+        dimensions: { size: '1024' },
+        timestamp: '2026-05-01T00:00:00Z',
+      },
+    ]);
+    const draft = { rules: [{ meter: 'llm.output_tokens', credits: '3', per: 1000 }] };
+    const before = await counts();
+    const r = await call(api.url, 'POST', '/v1/rate-cards/preview', {
+      key: admin,
+      json: { draft, customerId: c, from: '2026-04-01T00:00:00Z', to: '2026-06-01T00:00:00Z' },
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.meters).toEqual([
+      {
+        meter: 'images',
+        quantity: '1',
+        events: 1,
+        current: '10',
+        draft: '0',
+        difference: '-10',
+        unpricedCurrent: 0,
+        unpricedDraft: 1,
+      },
+      {
+        meter: 'llm.output_tokens',
+        quantity: '1000',
+        events: 1,
+        current: '2',
+        draft: '3',
+        difference: '1',
+        unpricedCurrent: 0,
+        unpricedDraft: 0,
+      },
+    ]);
+    const given = await call(api.url, 'POST', '/v1/rate-cards/preview', {
+      key: admin,
+      json: { draft, events: [{ meter: 'llm.output_tokens', quantity: '500' }] },
+    });
+    expect(given.body.total).toEqual({ current: '1', draft: '1.5', difference: '0.5' });
+    expect(await counts()).toEqual(before);
+    expect((await call(api.url, 'POST', '/v1/rate-cards/preview', { key: admin, json: { draft } })).status).toBe(400);
+  });
+
+  it('rate card publishing validates rules', async () => {
+    for (const rules of [
+      [],
+      [{ meter: 'x', credits: '-1' }],
+      [{ meter: 'x', credits: '1', per: 0 }],
+      [{ meter: 'x', credits: '1e3' }],
+      [
+        { meter: 'x', credits: '1' },
+        { meter: 'x', credits: '2' },
+      ],
+      [{ meter: 'x', credits: '1', bogus: 1 }],
+    ]) {
+      expect((await call(api.url, 'PUT', '/v1/rate-cards/bad', { key: admin, json: { rules } })).status).toBe(400);
+    }
+    expect((await call(api.url, 'PUT', '/v1/rate-cards/x', { key: service, json: defaultCard })).status).toBe(403);
+    expect((await call(api.url, 'GET', '/v1/rate-cards/default?version=1', { key: service })).body.rules).toHaveLength(
+      4,
+    );
+    expect((await call(api.url, 'GET', '/v1/rate-cards/nope', { key: service })).status).toBe(404);
+  });
+});

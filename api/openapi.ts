@@ -70,6 +70,63 @@ export function buildOpenApi(): object {
     ok: 200,
     schema: s.VoidResponse,
   });
+  const any = z.object({}).passthrough();
+  path({
+    method: 'post',
+    path: '/v1/events',
+    summary: 'Ingest 1–1,000 usage events; each accepted, duplicate or rejected with a reason',
+    request: { body: json(s.EventsBody) },
+    ok: 200,
+    schema: any,
+  });
+  path({
+    method: 'post',
+    path: '/v1/customers/{id}/authorize',
+    summary: 'May this customer spend this amount now? (no write)',
+    request: { params: s.CustomerParams, body: json(s.AuthorizeBody) },
+    ok: 200,
+    schema: any,
+  });
+  path({
+    method: 'get',
+    path: '/v1/customers/{id}/usage',
+    summary: 'Usage grouped by meter, day and dimensions',
+    request: { params: s.CustomerParams, query: s.UsageQuery },
+    ok: 200,
+    schema: any,
+  });
+  path({
+    method: 'put',
+    path: '/v1/rate-cards/{name}',
+    summary: 'Publish a new immutable version of a rate card',
+    request: { params: s.RateCardParams, body: json(s.RateCardBody) },
+    ok: 201,
+    schema: any,
+  });
+  path({
+    method: 'get',
+    path: '/v1/rate-cards/{name}',
+    summary: 'A rate card version (latest by default)',
+    request: { params: s.RateCardParams, query: s.RateCardQuery },
+    ok: 200,
+    schema: any,
+  });
+  path({
+    method: 'put',
+    path: '/v1/customers/{id}/rate-card',
+    summary: "Set the customer's override rate card",
+    request: { params: s.CustomerParams, body: json(s.CustomerRateCardBody) },
+    ok: 200,
+    schema: any,
+  });
+  path({
+    method: 'post',
+    path: '/v1/rate-cards/preview',
+    summary: 'Rate usage under a draft card and the current one (no write)',
+    request: { body: json(s.PreviewBody) },
+    ok: 200,
+    schema: any,
+  });
   for (const p of ['/healthz', '/readyz']) {
     reg.registerPath({
       method: 'get',

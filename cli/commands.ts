@@ -1,11 +1,18 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { RateCardBody } from '../api/schemas';
+import { toStoredRules } from '../api/routes/rate-cards';
+import { getRateCard, insertRateCardVersion } from '../db/rate-cards';
+import { withTransaction } from '../db/pool';
 import { parseArgs } from 'node:util';
 import { ROLES, insertApiKey, type Role } from '../db/api-keys';
 import type { Pool } from '../db/pool';
 import { sha256 } from '../lib/hash';
 
 export const USAGE = `usage: npm run cli -- keys create --role admin|service|support|viewer [--customer ID] [--name NAME]
-       npm run cli -- keys revoke --id KEY_ID`;
+       npm run cli -- keys revoke --id KEY_ID
+       npm run cli -- rate-cards load --name NAME --file card.yaml|card.json [--effective-from RFC3339] [--if-missing]`;
 
 export interface Io {
   out: (line: string) => void;
@@ -15,7 +22,15 @@ export interface Io {
 /** Operator commands. A new key is printed once; only its hash is stored. Returns the exit code. */
 export async function runCli(argv: string[], pool: Pool, io: Io): Promise<number> {
   const [group, action, ...rest] = argv;
-  let values: { role?: string; customer?: string; name?: string; id?: string };
+  let values: {
+    role?: string;
+    customer?: string;
+    name?: string;
+    id?: string;
+    file?: string;
+    'effective-from'?: string;
+    'if-missing'?: boolean;
+  };
   try {
     values = parseArgs({
       args: rest,
@@ -24,6 +39,9 @@ export async function runCli(argv: string[], pool: Pool, io: Io): Promise<number
         customer: { type: 'string' },
         name: { type: 'string' },
         id: { type: 'string' },
+        file: { type: 'string' },
+        'effective-from': { type: 'string' },
+        'if-missing': { type: 'boolean' },
       },
     }).values;
   } catch (e) {
@@ -49,7 +67,46 @@ export async function runCli(argv: string[], pool: Pool, io: Io): Promise<number
     io.out(JSON.stringify({ id: values.id, revoked: r.rowCount === 1 }));
     return r.rowCount === 1 ? 0 : 1;
   }
+  if (group === 'rate-cards' && action === 'load' && values.name && values.file) {
+    if (values['if-missing'] && (await getRateCard(pool, values.name))) {
+      io.out(JSON.stringify({ name: values.name, skipped: 'a version already exists' }));
+      return 0;
+    }
+    return loadRateCard(pool, io, values.name, values.file, values['effective-from']);
+  }
   return fail(io, USAGE);
+}
+
+/** Publishes a card version from a JSON or YAML file, validated by the same schema as the API. */
+async function loadRateCard(pool: Pool, io: Io, name: string, file: string, effectiveFrom?: string): Promise<number> {
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(name)) return fail(io, 'invalid --name');
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8')); // YAML is a superset of JSON
+  } catch (e) {
+    return fail(io, `cannot read ${file}: ${(e as Error).message}`);
+  }
+  const withDate = effectiveFrom && doc && typeof doc === 'object' ? { ...doc, effectiveFrom } : doc;
+  const parsed = RateCardBody.safeParse(withDate);
+  if (!parsed.success) {
+    return fail(io, parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n'));
+  }
+  const card = await withTransaction(pool, (tx) =>
+    insertRateCardVersion(tx, {
+      name,
+      effectiveFrom: parsed.data.effectiveFrom ?? new Date(),
+      rules: toStoredRules(parsed.data.rules),
+    }),
+  );
+  io.out(
+    JSON.stringify({
+      name: card.name,
+      version: card.version,
+      effectiveFrom: card.effectiveFrom,
+      rules: card.rules.length,
+    }),
+  );
+  return 0;
 }
 
 function fail(io: Io, message: string): number {

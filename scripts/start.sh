@@ -63,6 +63,10 @@ if [ -z "${TEMPORAL_ADDRESS:-}" ]; then
 fi
 
 node dist/scripts/migrate.js "${create_db[@]}"
+if [ "$CREDITFLOW_MODE" = development ]; then
+  # Development convenience: the example card prices events out of the box (never overwrites a card).
+  node dist/cli/main.js rate-cards load --name default --file examples/rate-cards/default.yaml --if-missing
+fi
 node dist/worker/main.js &
 pids+=($!)
 node dist/api/main.js &

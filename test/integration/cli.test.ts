@@ -58,3 +58,22 @@ describe('keys CLI', () => {
     expect((await pool.query(`SELECT count(*)::int n FROM api_keys`)).rows[0].n).toBe(2);
   });
 });
+
+describe('rate-cards CLI', () => {
+  it('loads the shipped example card (YAML) as a new immutable version', async () => {
+    const a = await cli('rate-cards', 'load', '--name', 'default', '--file', 'examples/rate-cards/default.yaml');
+    expect(a.err).toEqual([]);
+    expect(a.code).toBe(0);
+    const b = await cli('rate-cards', 'load', '--name', 'default', '--file', 'examples/rate-cards/default.yaml');
+    expect(JSON.parse(a.out[0]!)).toMatchObject({ version: 1, rules: 12 });
+    expect(JSON.parse(b.out[0]!)).toMatchObject({ version: 2 });
+  });
+
+  it('refuses an invalid card file and writes nothing', async () => {
+    const before = (await pool.query(`SELECT count(*)::int n FROM rate_cards`)).rows[0].n;
+    const r = await cli('rate-cards', 'load', '--name', 'bad', '--file', 'package.json');
+    expect(r.code).toBe(2);
+    expect((await cli('rate-cards', 'load', '--name', 'x', '--file', '/no/such/file')).code).toBe(2);
+    expect((await pool.query(`SELECT count(*)::int n FROM rate_cards`)).rows[0].n).toBe(before);
+  });
+});

@@ -12,6 +12,7 @@ COPY api api
 COPY worker worker
 COPY workflows workflows
 COPY activities activities
+COPY metering metering
 COPY cli cli
 COPY scripts scripts
 RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev

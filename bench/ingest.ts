@@ -1,0 +1,214 @@
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { createPool } from '../db/pool';
+import { createCustomer } from '../ledger/customers';
+import { Ledger } from '../ledger/ledger';
+import { requestHash, sha256 } from '../lib/hash';
+import { createDatabaseIfMissing, migrate } from '../lib/migrate';
+import { closedLoop, fmt, openLoop, rssMb, startApiProcess, stats } from './lib';
+
+/**
+ * bench/ingest: sustained usage-event ingestion through the real HTTP API into real Postgres,
+ * against a reference measured in the same run on the same cluster: a bare multi-row
+ * INSERT … ON CONFLICT DO NOTHING of the same rows into an identically indexed table.
+ */
+const ROOT = path.resolve(__dirname, '..', '..');
+const PG_PORT = Number(process.env.BENCH_PG_PORT ?? 55499);
+const API_PORT = Number(process.env.BENCH_API_PORT ?? 39301);
+const SCALE = Number(process.env.BENCH_SCALE ?? 1); // seconds multiplier
+const CUSTOMERS = 10_000;
+const BATCH = 1000;
+const BATCH_CLIENTS = Number(process.env.BENCH_BATCH_CLIENTS ?? 4);
+const SINGLE_CLIENTS = 32;
+const ADMIN_KEY = `bench_admin_${randomUUID()}`;
+
+const METERS = [
+  { meter: 'llm.input_tokens', dim: 'model', values: ['small', 'large', 'mid'] },
+  { meter: 'llm.output_tokens', dim: 'model', values: ['small', 'large', 'mid'] },
+  { meter: 'gpu.seconds', dim: 'gpu', values: ['a10g', 'a100', 'h100'] },
+  { meter: 'images', dim: 'size', values: ['512', '1024', '2048'] },
+];
+const CARD = {
+  effectiveFrom: '2020-01-01T00:00:00Z',
+  rules: [
+    { meter: 'llm.input_tokens', credits: '1', per: 1000 },
+    { meter: 'llm.output_tokens', credits: '2', per: 1000 },
+    { meter: 'llm.output_tokens', dimensions: { model: 'large' }, credits: '6', per: 1000 },
+    { meter: 'gpu.seconds', dimensions: { gpu: '*' }, credits: '0.05' },
+    { meter: 'images', dimensions: { size: '*' }, credits: '10' },
+  ],
+};
+
+let seq = 0;
+const run = randomUUID().slice(0, 8);
+function event() {
+  const m = METERS[seq % METERS.length]!;
+  const n = seq++;
+  return {
+    id: `${run}-${n}`,
+    customerId: `c${(n * 7919) % CUSTOMERS}`,
+    meter: m.meter,
+    quantity: String(1 + (n % 5000)),
+    dimensions: { [m.dim]: m.values[n % m.values.length]! },
+  };
+}
+
+async function main(): Promise<void> {
+  mkdirSync(path.join(ROOT, '.data', 'bench'), { recursive: true });
+  execFileSync(
+    'bash',
+    [path.join(ROOT, 'scripts/pg.sh'), 'start', path.join(ROOT, '.data/bench/pg'), String(PG_PORT)],
+    {
+      stdio: 'inherit',
+    },
+  );
+  const dbName = `bench_${Date.now()}`;
+  const url = `postgres://postgres@127.0.0.1:${PG_PORT}/${dbName}`;
+  await createDatabaseIfMissing(url);
+  await migrate(url);
+  const pool = createPool(url, 16);
+  const settings = await pool.query<{ name: string; setting: string }>(
+    `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers')`,
+  );
+  console.log(`postgres: ${settings.rows.map((r) => `${r.name}=${r.setting}`).join(' ')}`);
+
+  // Fixture: 10,000 customers with credits, one rate card, an admin key.
+  const ledger = new Ledger(pool);
+  const t0 = performance.now();
+  for (let i = 0; i < CUSTOMERS; i += 100) {
+    await Promise.all(
+      Array.from({ length: 100 }, async (_, k) => {
+        const id = `c${i + k}`;
+        await createCustomer(pool, { id }, requestHash({ id }));
+        await ledger.grant(
+          { customerId: id, key: `bench-grant:${id}`, requestHash: 'bench' },
+          { amount: 10_000_000n * 1_000_000n, kind: 'purchased' },
+        );
+      }),
+    );
+  }
+  await pool.query(`INSERT INTO api_keys (id, key_hash, role) VALUES ('bench', $1, 'admin')`, [sha256(ADMIN_KEY)]);
+  console.log(`fixture: ${CUSTOMERS} customers granted in ${fmt((performance.now() - t0) / 1000)} s`);
+
+  const api = await startApiProcess(
+    { DATABASE_URL: url, CREDITFLOW_ADMIN_KEY: ADMIN_KEY, TEMPORAL_ADDRESS: '127.0.0.1:1', DATABASE_POOL_SIZE: '20' },
+    API_PORT,
+  );
+  const base = `http://127.0.0.1:${API_PORT}`;
+  const headers = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' };
+  const put = await fetch(`${base}/v1/rate-cards/default`, { method: 'PUT', headers, body: JSON.stringify(CARD) });
+  if (put.status !== 201) throw new Error(`rate card: ${put.status}`);
+  const rss: { t: number; mb: number }[] = [];
+  const apiStart = performance.now();
+  const sampler = setInterval(() => rss.push({ t: (performance.now() - apiStart) / 1000, mb: rssMb(api.pid!) }), 1000);
+
+  const post = async (events: unknown[]) => {
+    const res = await fetch(`${base}/v1/events`, { method: 'POST', headers, body: JSON.stringify({ events }) });
+    const body = (await res.json()) as { results: { status: string }[] };
+    if (res.status !== 200 || body.results.some((r) => r.status !== 'accepted')) {
+      throw new Error(`ingest failed: ${res.status} ${JSON.stringify(body).slice(0, 300)}`);
+    }
+  };
+
+  // Reference: bare multi-row INSERT … ON CONFLICT DO NOTHING, identically indexed table, one process.
+  await pool.query(`CREATE TABLE ref_events (LIKE usage_events INCLUDING DEFAULTS INCLUDING INDEXES)`);
+  const ref = new pg.Client({ connectionString: url });
+  await ref.connect();
+  const refSeconds = 15 * SCALE;
+  let refRows = 0;
+  const refStart = performance.now();
+  while (performance.now() - refStart < refSeconds * 1000) {
+    const rows = Array.from({ length: BATCH }, event);
+    const values: unknown[] = [];
+    const tuples = rows.map((e, i) => {
+      values.push(
+        e.customerId,
+        e.id,
+        e.meter,
+        e.quantity,
+        new Date(),
+        JSON.stringify(e.dimensions),
+        '1000',
+        'default',
+        1,
+        randomUUID(),
+        'h',
+      );
+      const b = i * 11;
+      return `($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6},$${b + 7},$${b + 8},$${b + 9},$${b + 10},$${b + 11})`;
+    });
+    await ref.query(
+      `INSERT INTO ref_events (customer_id, id, meter, quantity, occurred_at, dimensions, credits, card_name, card_version,
+         transaction_id, content_hash) VALUES ${tuples.join(',')} ON CONFLICT DO NOTHING`,
+      values,
+    );
+    refRows += BATCH;
+  }
+  const refRate = refRows / ((performance.now() - refStart) / 1000);
+  await ref.end();
+
+  // Warm-up, then batched ingestion through the API.
+  await post(Array.from({ length: BATCH }, event));
+  const batched = await closedLoop(BATCH_CLIENTS, 40 * SCALE, () => post(Array.from({ length: BATCH }, event)));
+  const batchedRate = (batched.latencies.length * BATCH) / batched.elapsed;
+  const bs = stats(batched.latencies);
+
+  // Unbatched: one event per request, 32 clients.
+  const single = await closedLoop(SINGLE_CLIENTS, 20 * SCALE, () => post([event()]));
+  const singleRate = single.latencies.length / single.elapsed;
+  const ss = stats(single.latencies);
+
+  // Authorize at 500 requests/s, alone and under a batched-ingestion load.
+  const authorize = async () => {
+    const c = `c${Math.floor(Math.random() * CUSTOMERS)}`;
+    const res = await fetch(`${base}/v1/customers/${c}/authorize`, { method: 'POST', headers, body: '{"amount":"5"}' });
+    if (res.status !== 200) throw new Error(`authorize ${res.status}`);
+    await res.arrayBuffer();
+  };
+  const authAlone = stats((await openLoop(500, 15 * SCALE, authorize)).latencies);
+  let loadOn = true;
+  const background = (async () => {
+    while (loadOn) await post(Array.from({ length: BATCH }, event));
+  })();
+  const authLoaded = stats((await openLoop(500, 15 * SCALE, authorize)).latencies);
+  loadOn = false;
+  await background;
+
+  clearInterval(sampler);
+  api.kill('SIGTERM');
+  const events = await pool.query<{ n: string }>(`SELECT count(*) n FROM usage_events`);
+  const violations = await pool.query<{ n: string }>(
+    `SELECT count(*) n FROM wallets w LEFT JOIN (SELECT customer_id, sum(amount) s FROM ledger_entries WHERE account = 'available' GROUP BY customer_id) e
+       ON e.customer_id = w.customer_id WHERE w.available <> COALESCE(e.s, 0)`,
+  );
+  await pool.end();
+
+  const warm = rss.filter((s) => s.t >= 10);
+  const third = Math.max(1, Math.floor(warm.length / 3));
+  const avg = (xs: typeof rss) => xs.reduce((s, x) => s + x.mb, 0) / xs.length;
+  const first = avg(warm.slice(0, third));
+  const last = avg(warm.slice(-third));
+  console.log(`
+bench/ingest — ${CUSTOMERS} customers, ${METERS.length} meters, batches of ${BATCH}
+  reference  bare INSERT … ON CONFLICT DO NOTHING, 1 process : ${fmt(refRate, 0)} rows/s
+  batched    ${BATCH_CLIENTS} clients × ${BATCH} events/request        : ${fmt(batchedRate, 0)} events/s = ${fmt((100 * batchedRate) / refRate)} % of reference (target ≥ 25 %)
+             batch latency p50 ${fmt(bs.p50)} ms, p99 ${fmt(bs.p99)} ms (${bs.n} batches)
+  unbatched  ${SINGLE_CLIENTS} clients × 1 event/request           : ${fmt(singleRate, 0)} events/s = ${fmt((100 * singleRate) / refRate, 2)} % of reference (target ≥ 1,500 events/s)
+             request latency p50 ${fmt(ss.p50)} ms, p99 ${fmt(ss.p99)} ms
+  authorize  500 req/s open loop, alone                : p50 ${fmt(authAlone.p50, 2)} ms, p99 ${fmt(authAlone.p99, 2)} ms (target p99 ≤ 5 ms)
+             500 req/s under batched ingestion          : p50 ${fmt(authLoaded.p50, 2)} ms, p99 ${fmt(authLoaded.p99, 2)} ms
+  memory     API RSS over ${fmt(rss.at(-1)?.t ?? 0, 0)} s: first third ${fmt(first)} MB, last third ${fmt(last)} MB (${fmt(((last - first) / first) * 100)} %), max ${fmt(Math.max(...rss.map((s) => s.mb)))} MB
+  check      ${events.rows[0]!.n} events stored; wallets whose cached balance ≠ entries: ${violations.rows[0]!.n}
+`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

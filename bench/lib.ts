@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Shared helpers for benchmarks: latency stats, an API child process, RSS sampling. */
 export function percentile(sorted: readonly number[], p: number): number {
@@ -13,6 +14,23 @@ export function stats(samples: number[]) {
 }
 
 export const fmt = (n: number, digits = 1) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
+
+/** CPU seconds (user + system) used so far by processes whose command line matches. */
+export function cpuSeconds(match: (cmdline: string, pid: number) => boolean): number {
+  let ticks = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (!match(cmd, Number(entry))) continue;
+      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      /* process went away */
+    }
+  }
+  return ticks / 100;
+}
 
 export function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -53,9 +71,14 @@ export async function closedLoop(concurrency: number, seconds: number, worker: (
   return { latencies, elapsed: (performance.now() - started) / 1000 };
 }
 
-/** Open loop: starts `rate` calls per second regardless of how long each takes (no coordinated omission). */
+/**
+ * Open loop: starts `rate` calls per second on a fixed schedule regardless of how long each takes.
+ * Latency is measured from the moment a call is sent; `lag` reports how late the load generator
+ * itself sent calls (its own pauses), so the two are not confused.
+ */
 export async function openLoop(rate: number, seconds: number, call: () => Promise<void>) {
   const latencies: number[] = [];
+  const lags: number[] = [];
   const pending: Promise<void>[] = [];
   const start = performance.now();
   const total = rate * seconds;
@@ -63,12 +86,44 @@ export async function openLoop(rate: number, seconds: number, call: () => Promis
     const due = start + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const sent = performance.now();
+    lags.push(Math.max(0, sent - due));
     pending.push(
       call().then(() => {
-        latencies.push(performance.now() - due);
+        latencies.push(performance.now() - sent);
       }),
     );
   }
   await Promise.all(pending);
-  return { latencies, elapsed: (performance.now() - start) / 1000 };
+  return { latencies, lags, elapsed: (performance.now() - start) / 1000 };
+}
+
+/** Server-side view from /metrics (cumulative): a route's 200 responses at or under `le` seconds, and all of them. */
+export async function serverCounts(base: string, route: string, le: string): Promise<{ under: number; total: number }> {
+  const lines = (await (await fetch(`${base}/metrics`)).text())
+    .split('\n')
+    .filter((l) => l.includes(`route="${route}"`) && l.includes('status="200"'));
+  const value = (l: string | undefined) => Number(l?.split(' ').at(-1) ?? 0);
+  return {
+    under: value(lines.find((l) => l.includes('_bucket{') && l.includes(`le="${le}"`))),
+    total: value(lines.find((l) => l.includes('_count{'))),
+  };
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+/** A lean keep-alive POST (lower client overhead than fetch, for latency measurements). */
+export function postJson(url: string, headers: Record<string, string>, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      { method: 'POST', agent, headers: { ...headers, 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }

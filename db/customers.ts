@@ -100,7 +100,7 @@ export async function customerExists(q: Queryable, id: string): Promise<boolean>
  * Lock order is fixed: wallets (by customer id), then that wallet's lots (by lot id).
  */
 export async function lockWallet(tx: Queryable, customerId: string): Promise<WalletRow | null> {
-  const res = await tx.query<RawWallet>(`SELECT * FROM wallets WHERE customer_id = $1 FOR UPDATE`, [customerId]);
+  const res = await tx.query<RawWallet>(`SELECT * FROM wallets WHERE customer_id = $1 FOR NO KEY UPDATE`, [customerId]);
   return res.rows[0] ? toWallet(res.rows[0]) : null;
 }
 
@@ -120,7 +120,7 @@ export async function applyWalletDeltas(
 /** Locks several wallets in customer-id order (the fixed order); missing customers are simply absent. */
 export async function lockWallets(tx: Queryable, customerIds: readonly string[]): Promise<Map<string, WalletRow>> {
   const res = await tx.query<RawWallet>(
-    `SELECT * FROM wallets WHERE customer_id = ANY($1::text[]) ORDER BY customer_id FOR UPDATE`,
+    `SELECT * FROM wallets WHERE customer_id = ANY($1::text[]) ORDER BY customer_id FOR NO KEY UPDATE`,
     [customerIds],
   );
   return new Map(res.rows.map((r) => [r.customer_id, toWallet(r)]));

@@ -129,11 +129,15 @@ export async function listLots(q: Queryable, customerId: string, opts: { openOnl
   return res.rows.map(toLot);
 }
 
-/** Batch form of lockOpenLots for customers whose wallets the caller already holds; lot-id order. */
-export async function lockOpenLotsOf(tx: Queryable, customerIds: readonly string[]): Promise<LotRow[]> {
+/**
+ * The open lots of customers whose wallet rows the caller has locked. Lots are only ever written
+ * under their wallet's lock (the ledger's protocol), so no row lock is needed to read them here:
+ * skipping it halves the row writes of a large usage batch.
+ */
+export async function openLotsOf(tx: Queryable, customerIds: readonly string[]): Promise<LotRow[]> {
   const res = await tx.query<RawLot>(
     `SELECT * FROM credit_lots WHERE customer_id = ANY($1::text[]) AND status = 'active' AND remaining > 0
-      ORDER BY id FOR UPDATE`,
+      ORDER BY id`,
     [customerIds],
   );
   return res.rows.map(toLot);

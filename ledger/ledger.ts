@@ -5,7 +5,7 @@ import { allocate, DEFAULT_PRIORITY, isDrawable, type LotKind, type LotStatus } 
 import { applyWalletDeltas, applyWalletDeltasMany, lockWallet, lockWallets, type WalletRow } from '../db/customers';
 import { findKey, saveKey, tryLockKey } from '../db/idempotency';
 import { appendTransaction, appendTransactions, type Entry, type NewTransaction } from '../db/ledger';
-import { insertLot, lockLot, lockOpenLotsOf, updateLots, type LotRow, type Recurrence } from '../db/lots';
+import { insertLot, lockLot, openLotsOf, updateLots, type LotRow, type Recurrence } from '../db/lots';
 import { withTransaction, type Pool, type Tx } from '../db/pool';
 import { lotView, type LotView } from './views';
 
@@ -229,7 +229,7 @@ export interface DebitRequest {
  */
 export async function postDebits(tx: Tx, now: Date, debits: readonly DebitRequest[]): Promise<DebitResult[]> {
   const live = debits.filter((d) => d.amount > 0n);
-  const lots = await lockOpenLotsOf(tx, [...new Set(live.map((d) => d.customerId))]);
+  const lots = await openLotsOf(tx, [...new Set(live.map((d) => d.customerId))]);
   const lotsByCustomer = new Map<string, LotRow[]>();
   for (const l of lots) lotsByCustomer.set(l.customerId, [...(lotsByCustomer.get(l.customerId) ?? []), l]);
   const changed = new Map<string, { id: string; remaining: bigint; held: bigint; status: LotStatus }>();

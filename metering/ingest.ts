@@ -109,21 +109,13 @@ export async function ingestEvents(
   resolver: RateCardResolver,
   rawEvents: readonly unknown[],
   now: Date,
-  opts: { scopeCustomerId?: string | null } = {},
 ): Promise<EventResult[]> {
   const results: EventResult[] = new Array<EventResult>(rawEvents.length);
   const valid: ValidEvent[] = [];
   rawEvents.forEach((raw, i) => {
     const v = validateEvent(raw, i, now);
-    if (!isValid(v)) results[i] = v;
-    else if (opts.scopeCustomerId && v.customerId !== opts.scopeCustomerId) {
-      results[i] = {
-        index: i,
-        id: v.id,
-        status: 'rejected',
-        error: { code: 'forbidden', message: 'this key is scoped to another customer' },
-      };
-    } else valid.push(v);
+    if (isValid(v)) valid.push(v);
+    else results[i] = v;
   });
   if (valid.length === 0) return results;
 

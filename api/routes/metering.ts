@@ -6,6 +6,7 @@ import type { Pool } from '../../db/pool';
 import { usageReport } from '../../db/usage-reports';
 import type { Ledger } from '../../ledger/ledger';
 import { authorize } from '../../metering/authorize';
+import { IngestBatcher } from '../../metering/batcher';
 import { ingestEvents } from '../../metering/ingest';
 import type { RateCardResolver } from '../../metering/rate-cards';
 import { allow, READ_ROLES } from '../auth';
@@ -22,13 +23,12 @@ export function meteringRoutes(deps: {
   clock: () => Date;
 }): Router {
   const r = Router();
+  const batcher = new IngestBatcher((events, now) => ingestEvents(deps.ledger, deps.resolver, events, now), deps.clock);
 
   r.post('/events', allow(['service'], { scopedByHandler: true }), async (req, res) => {
     const { events } = body(EventsBody, req);
     // A customer-scoped key may only send that customer's events: others are rejected one by one.
-    const results = await ingestEvents(deps.ledger, deps.resolver, events, deps.clock(), {
-      scopeCustomerId: req.principal!.customerId,
-    });
+    const results = await batcher.submit(events, req.principal!.customerId);
     res.json({ results });
   });
 

@@ -73,7 +73,18 @@ describe('docker-compose.yml', () => {
 
   it('the Dockerfile builds every folder the runtime imports', () => {
     const docker = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
-    for (const dir of ['domain', 'db', 'ledger', 'lib', 'api', 'worker', 'workflows', 'activities', 'metering', 'migrations']) {
+    for (const dir of [
+      'domain',
+      'db',
+      'ledger',
+      'lib',
+      'api',
+      'worker',
+      'workflows',
+      'activities',
+      'metering',
+      'migrations',
+    ]) {
       expect(docker).toMatch(new RegExp(`COPY ${dir} ${dir}`));
     }
   });

@@ -30,7 +30,10 @@ describe('IngestBatcher (group commit)', () => {
 
   it('answers out-of-scope events itself and maps the rest back to request positions', async () => {
     const seen: unknown[][] = [];
-    const b = new IngestBatcher(async (events) => (seen.push(events), accept(events)), now);
+    const b = new IngestBatcher((events) => {
+      seen.push(events);
+      return Promise.resolve(accept(events));
+    }, now);
     const r = await b.submit(
       [
         { id: 'x', customerId: 'other' },
@@ -47,10 +50,10 @@ describe('IngestBatcher (group commit)', () => {
 
   it('a failed transaction fails every request in its group, and the next group still runs', async () => {
     let fail = true;
-    const b = new IngestBatcher(async (events) => {
-      if (fail) throw new Error('db down');
-      return accept(events);
-    }, now);
+    const b = new IngestBatcher(
+      (events) => (fail ? Promise.reject(new Error('db down')) : Promise.resolve(accept(events))),
+      now,
+    );
     await expect(b.submit([{ id: 'a', customerId: 'c' }], null)).rejects.toThrow('db down');
     fail = false;
     await expect(b.submit([{ id: 'b', customerId: 'c' }], null)).resolves.toHaveLength(1);

@@ -24,7 +24,8 @@ export default tseslint.config(
         {
           patterns: [
             { group: ['node:*', 'fs', 'path', 'crypto', 'http', 'child_process'], message: 'no Node I/O in workflows' },
-            { group: ['pg', 'express', '../db/*', '../ledger/*', '../api/*'], message: 'no I/O layers in workflows' },
+            { group: ['pg', 'express', '../db/*', '../api/*'], message: 'no I/O layers in workflows' },
+            { group: ['../ledger/*'], allowTypeImports: true, message: 'ledger types only in workflows' },
             {
               group: ['../activities', '../activities/*'],
               allowTypeImports: true,

@@ -1,21 +1,125 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import { credits } from '../domain/amount';
+import { DomainError, isRetryable } from '../domain/errors';
+import { overdueHolds } from '../db/holds';
 import type { Pool } from '../db/pool';
+import { HoldLedger } from '../ledger/holds';
+import { Ledger } from '../ledger/ledger';
+import { requestHash } from '../lib/hash';
 
 export interface ActivityDeps {
   pool: Pool;
   clock?: () => Date;
+  /** For the sweeper, which asks Temporal whether a hold's workflow still runs. */
+  temporal?: () => Promise<Client>;
+}
+
+/** Domain errors become typed ApplicationFailures: non-retryable unless a retry can fix them. */
+async function domain<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof DomainError) {
+      throw ApplicationFailure.create({ type: err.code, message: err.message, details: [err.details], nonRetryable: !isRetryable(err) });
+    }
+    throw err;
+  }
 }
 
 /**
- * Activities come from a factory taking their dependencies; only the worker wires them.
- * Every activity that moves credits goes through the ledger core with a key derived from
- * workflow id + step (arrives with the hold, lifecycle and top-up issues).
+ * Test-only fault injection: with CREDITFLOW_TEST_CRASH_AFTER_COMMIT=<activity>, the worker process
+ * dies right after that activity's ledger transaction committed, before Temporal hears of it.
  */
+function crashPoint(activity: string): void {
+  if (process.env.CREDITFLOW_TEST_CRASH_AFTER_COMMIT === activity) process.kill(process.pid, 'SIGKILL');
+}
+
+export interface HoldCommand {
+  /** `<workflowId>:<step>`: a retried activity replays the stored result instead of moving credits again. */
+  key: string;
+  customerId: string;
+  holdId: string;
+}
+
+const cmd = (c: HoldCommand, input: unknown) => ({ key: c.key, customerId: c.customerId, requestHash: requestHash(input) });
+
+/** Activities come from a factory taking their dependencies; only the worker wires them. */
 export function createActivities(deps: ActivityDeps) {
+  const ledger = new Ledger(deps.pool, deps.clock);
+  const holds = new HoldLedger(ledger);
+  const now = deps.clock ?? (() => new Date());
   return {
     /** Connectivity check: proves the worker reaches Postgres. */
     async databaseTime(): Promise<string> {
       const r = await deps.pool.query<{ now: Date }>('SELECT now() AS now');
       return r.rows[0]!.now.toISOString();
+    },
+
+    async placeHold(c: HoldCommand & { workflowId: string; amount: string; expiresAt: string; metadata?: Record<string, string> }) {
+      const r = await domain(() =>
+        holds.place(cmd(c, c), { ...c, amount: credits(c.amount), expiresAt: new Date(c.expiresAt) }),
+      );
+      crashPoint('placeHold');
+      return r.result;
+    },
+
+    async captureHold(c: HoldCommand & { amount: string }) {
+      const r = await domain(() => holds.capture(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }));
+      crashPoint('captureHold');
+      return r.result;
+    },
+
+    async extendHold(c: HoldCommand & { amount?: string; expiresAt?: string }) {
+      const r = await domain(() =>
+        holds.extend(cmd(c, c), {
+          holdId: c.holdId,
+          amount: c.amount ? credits(c.amount) : undefined,
+          expiresAt: c.expiresAt ? new Date(c.expiresAt) : undefined,
+        }),
+      );
+      crashPoint('extendHold');
+      return r.result;
+    },
+
+    async settleHold(c: HoldCommand & { amount: string }) {
+      const r = await domain(() => holds.settle(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }));
+      crashPoint('settleHold');
+      return r.result;
+    },
+
+    async releaseHold(c: HoldCommand & { status: 'released' | 'expired'; ifActive?: boolean }) {
+      const r = await domain(() => holds.release(cmd(c, c), { holdId: c.holdId, status: c.status, ifActive: c.ifActive }));
+      crashPoint('releaseHold');
+      return r.result;
+    },
+
+    /**
+     * Finds active holds past their TTL whose workflow no longer runs (terminated, failed) and
+     * releases them. Idempotent: the key is per hold, and a hold released meanwhile is a no-op.
+     */
+    async sweepStrandedHolds(o: { graceSeconds: number; limit?: number }) {
+      if (!deps.temporal) throw new Error('sweeper needs a Temporal client');
+      const client = await deps.temporal();
+      const candidates = await overdueHolds(deps.pool, now(), o.graceSeconds, o.limit ?? 500);
+      const released: { customerId: string; holdId: string; workflowStatus: string }[] = [];
+      for (const h of candidates) {
+        let workflowStatus = 'NOT_FOUND';
+        try {
+          workflowStatus = (await client.workflow.getHandle(h.workflowId).describe()).status.name;
+        } catch {
+          /* no such workflow: stranded */
+        }
+        if (workflowStatus === 'RUNNING') continue; // its own timer will release it
+        const r = await domain(() =>
+          holds.release(
+            { key: `sweep:${h.customerId}:${h.holdId}`, customerId: h.customerId, requestHash: 'sweep' },
+            { holdId: h.holdId, status: 'expired', ifActive: true },
+          ),
+        );
+        if (!r.result.noop && !r.replayed) released.push({ customerId: h.customerId, holdId: h.holdId, workflowStatus });
+      }
+      return { checked: candidates.length, released };
     },
   };
 }

@@ -10,6 +10,8 @@ import { customerRoutes } from './routes/customers';
 import { grantRoutes } from './routes/grants';
 import { meteringRoutes } from './routes/metering';
 import { rateCardRoutes } from './routes/rate-cards';
+import { holdRoutes } from './routes/holds';
+import type { HoldsClient } from '../client/holds';
 import { RateCardResolver } from '../metering/rate-cards';
 
 export interface AppDeps {
@@ -18,6 +20,8 @@ export interface AppDeps {
   logger: Logger;
   /** Resolves when Temporal answers; rejects otherwise. */
   temporalReady: () => Promise<void>;
+  /** The reservation client (over the process's one Temporal connection). */
+  holds?: () => Promise<HoldsClient>;
   bodyLimit?: string;
   clock?: () => Date;
 }
@@ -77,6 +81,12 @@ export function createApp(deps: AppDeps): express.Express {
   const resolver = new RateCardResolver();
   v1.use(meteringRoutes({ pool: deps.pool, ledger: deps.ledger, resolver, clock }));
   v1.use(rateCardRoutes({ pool: deps.pool, resolver, clock }));
+  v1.use(
+    holdRoutes({
+      pool: deps.pool,
+      holds: deps.holds ?? (() => Promise.reject(Object.assign(new Error('Temporal is not configured'), { code: 14 }))),
+    }),
+  );
   app.use('/v1', v1);
 
   app.use((req, _res, next) => next(new HttpProblem(404, 'Not Found', `no route ${req.method} ${req.path}`)));

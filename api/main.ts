@@ -6,6 +6,7 @@ import { DEV_ADMIN_KEY, loadConfig } from '../lib/config';
 import { sha256 } from '../lib/hash';
 import { createLogger } from '../lib/logger';
 import { TemporalHandle } from '../lib/temporal';
+import { HoldsClient } from '../client/holds';
 import { createApp } from './app';
 
 /** Composition root of the API process. */
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
     ledger: new Ledger(pool),
     logger: log,
     temporalReady: () => temporal.ready(),
+    holds: async () => new HoldsClient(await temporal.client(), config.TEMPORAL_TASK_QUEUE),
     bodyLimit: config.BODY_LIMIT,
   });
   const server: Server = app.listen(config.PORT, config.HOST, () => {

@@ -45,6 +45,9 @@ const DOMAIN_STATUS: Record<DomainErrorCode, number> = {
   InvalidRequest: 422,
   InsufficientCredits: 402,
   WalletFrozen: 422,
+  HoldNotFound: 404,
+  HoldNotActive: 422,
+  HoldExists: 409,
 };
 
 export function validationProblem(error: z.ZodError, where: 'body' | 'query' | 'params' | 'header'): HttpProblem {
@@ -100,7 +103,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       // Unknown failure: log it (no secrets: headers are redacted), answer without internals.
       log.error({ err, method: req.method, path: req.path }, 'unhandled error');
       const code = (err as { code?: string })?.code;
-      const dbDown = code === 'ECONNREFUSED' || code === '57P01' || code === '57P03';
+      const grpc = (err as { code?: unknown })?.code;
+      const dbDown =
+        code === 'ECONNREFUSED' || code === '57P01' || code === '57P03' || grpc === 14 || /Failed to connect/.test(String(err));
       p = dbDown
         ? new HttpProblem(503, TITLES[503]!, 'a dependency is unavailable', {}, { 'Retry-After': '5' })
         : problem(500, 'an unexpected error occurred');

@@ -263,3 +263,24 @@ export const PreviewBody = z
     path: ['events'],
   })
   .openapi('Preview');
+
+// ---- holds ----
+const TtlSeconds = z.number().int().min(1).max(31_536_000);
+export const HoldId = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'holdId: 1–128 characters of A-Za-z0-9_.:-');
+export const CreateHoldBody = z
+  .strictObject({
+    customerId: CustomerId,
+    holdId: HoldId.optional(),
+    amount: PositiveCredits,
+    ttlSeconds: TtlSeconds.optional(),
+    metadata: Metadata.optional(),
+  })
+  .openapi('CreateHold');
+export const HoldParams = z.strictObject({ holdId: HoldId });
+export const HoldQuery = z.strictObject({ customerId: CustomerId });
+export const CaptureBody = z.strictObject({ customerId: CustomerId, amount: PositiveCredits });
+export const ExtendBody = z
+  .strictObject({ customerId: CustomerId, amount: PositiveCredits.optional(), ttlSeconds: TtlSeconds.optional() })
+  .refine((b) => b.amount !== undefined || b.ttlSeconds !== undefined, { message: 'give amount and/or ttlSeconds', path: ['amount'] });
+export const SettleBody = z.strictObject({ customerId: CustomerId, amount: NonNegativeCredits });
+export const ReleaseBody = z.strictObject({ customerId: CustomerId });

@@ -55,6 +55,20 @@ const CHECKS: Record<string, string> = {
       LEFT JOIN (SELECT transaction_id, sum(credits) s FROM usage_events GROUP BY transaction_id) ev
         ON ev.transaction_id = t.id
      WHERE t.type = 'usage' AND COALESCE(c.s, 0) <> COALESCE(ev.s, 0)`,
+  'holds: each lot is held exactly by its holds': `
+    SELECT l.id::text AS subject, format('lot held %s, holds %s', l.held, COALESCE(h.s, 0)) AS detail
+      FROM credit_lots l LEFT JOIN (SELECT lot_id, sum(held) s FROM hold_lots GROUP BY lot_id) h ON h.lot_id = l.id
+     WHERE l.held <> COALESCE(h.s, 0)`,
+  'holds: a hold holds the sum of its lots; a finished hold holds nothing': `
+    SELECT h.id AS subject, format('%s holds %s, lots %s', h.status, h.held, COALESCE(x.s, 0)) AS detail
+      FROM holds h LEFT JOIN (SELECT customer_id, hold_id, sum(held) s FROM hold_lots GROUP BY 1, 2) x
+        ON x.customer_id = h.customer_id AND x.hold_id = h.id
+     WHERE h.held <> COALESCE(x.s, 0) OR (h.status <> 'active' AND h.held <> 0)`,
+  'holds: a wallet holds what its active holds hold': `
+    SELECT w.customer_id AS subject, format('wallet held %s, holds %s', w.held, COALESCE(h.s, 0)) AS detail
+      FROM wallets w LEFT JOIN (SELECT customer_id, sum(held) s FROM holds WHERE status = 'active' GROUP BY 1) h
+        ON h.customer_id = w.customer_id
+     WHERE w.held <> COALESCE(h.s, 0)`,
   'inv5: ledger tables refuse UPDATE/DELETE/TRUNCATE': `
     SELECT t.name AS subject, 'append-only trigger missing' AS detail
       FROM (VALUES ('ledger_transactions'), ('ledger_entries')) AS t(name)

@@ -11,7 +11,10 @@ export type DomainErrorCode =
   | 'IdempotencyConflict'
   | 'IdempotencyInFlight'
   | 'InvalidRequest'
-  | 'WalletFrozen';
+  | 'WalletFrozen'
+  | 'HoldNotFound'
+  | 'HoldNotActive'
+  | 'HoldExists';
 
 export class DomainError extends Error {
   constructor(

@@ -2,6 +2,8 @@ import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@tempor
 import { createPool } from '../db/pool';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
+import { Client, Connection } from '@temporalio/client';
+import { ensureSchedules } from './schedules';
 import { createWorker } from './worker';
 
 /** Composition root of the worker process. Ctrl-C/SIGTERM drain the worker, then close Postgres. */
@@ -26,15 +28,20 @@ async function main(): Promise<void> {
   });
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
   const connection = await connectWithRetry(config.TEMPORAL_ADDRESS, log);
+  const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+  await ensureSchedules(client, config.TEMPORAL_TASK_QUEUE);
   const worker = await createWorker({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     pool,
+    temporal: () => Promise.resolve(client),
   });
   log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, address: config.TEMPORAL_ADDRESS }, 'worker running');
   await worker.run();
   await connection.close();
+  await clientConnection.close();
   await pool.end();
   log.info('worker stopped');
 }

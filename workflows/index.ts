@@ -1,2 +1,4 @@
 // The worker's workflow entry point: every workflow the worker registers is exported here.
 export * from './connectivity';
+export * from './reservation';
+export * from './sweeper';

@@ -1,11 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { migrate } from '../../lib/migrate';
 import { startTemporalDevServer, type DevServer } from '../../lib/temporal-dev-server';
 import { freePort } from './ports';
 import { adminUrl, ROOT, TEMPLATE_DB, TEST_DATA, TEST_PG_DIR, TEST_PG_PORT } from './paths';
+
+const noop = () => undefined;
+const quietLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop };
 
 /** scripts/tools.sh installs the CLI into .tools/bin; fall back to PATH, then to the SDK download. */
 function temporalBin(): string | undefined {
@@ -35,6 +38,13 @@ export default async function globalSetup(): Promise<void> {
   await admin.query(`CREATE DATABASE ${TEMPLATE_DB}`);
   await admin.end();
   await migrate(adminUrl(TEMPLATE_DB));
+
+  // Bundle the workflows once per run (bundling per test costs seconds each).
+  const { bundleWorkflowCode } = await import('@temporalio/worker');
+  const { code } = await bundleWorkflowCode({ workflowsPath: path.join(ROOT, 'workflows', 'index.ts'), logger: quietLogger });
+  const bundlePath = path.join(TEST_DATA, 'workflow-bundle.js');
+  writeFileSync(bundlePath, code);
+  process.env.TEST_WORKFLOW_BUNDLE = bundlePath;
 
   if (!process.env.TEST_TEMPORAL_ADDRESS) {
     const server: DevServer = await startTemporalDevServer({

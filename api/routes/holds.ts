@@ -1,0 +1,115 @@
+import { Router, type Request } from 'express';
+import type { HoldsClient } from '../../client/holds';
+import { formatCredits } from '../../domain/amount';
+import { DomainError } from '../../domain/errors';
+import { getHold } from '../../db/holds';
+import type { Pool } from '../../db/pool';
+import { holdView } from '../../ledger/holds';
+import { requestHash, sha256 } from '../../lib/hash';
+import { allow, READ_ROLES } from '../auth';
+import { idempotent, type Reply } from '../idempotent';
+import { problem } from '../problem';
+import { CaptureBody, CreateHoldBody, ExtendBody, HoldParams, HoldQuery, IdempotencyKeyHeader, ReleaseBody, SettleBody } from '../schemas';
+import { body, params, parse, query } from '../validate';
+
+const DEFAULT_TTL = 3600;
+const PROBLEM: Record<string, number> = { InsufficientCredits: 402, HoldNotActive: 422, HoldNotFound: 404, HoldExists: 409, InvalidRequest: 422 };
+
+/** Known outcomes become stored replies (so replays repeat them); anything else propagates. */
+async function outcome(fn: () => Promise<Reply>): Promise<Reply> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof DomainError && PROBLEM[err.code]) {
+      const status = PROBLEM[err.code]!;
+      return { status, body: { type: `https://creditflow.dev/problems/${status}`, title: err.code, status, detail: err.message, ...err.details } };
+    }
+    throw err;
+  }
+}
+
+function scope(req: Request, customerId: string) {
+  const p = req.principal!;
+  if (p.customerId !== null && p.customerId !== customerId) throw problem(403, 'this key is scoped to another customer');
+}
+
+export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient> }): Router {
+  const r = Router();
+  const key = (req: Request) => parse(IdempotencyKeyHeader, req.get('idempotency-key'), 'header');
+
+  r.post('/holds', allow(['service'], { scopedByHandler: true }), async (req, res) => {
+    const b = body(CreateHoldBody, req);
+    scope(req, b.customerId);
+    const idem = key(req);
+    // Without a holdId, the Idempotency-Key names the hold, so a retry finds the same one.
+    const holdId = b.holdId ?? `h_${sha256(`${b.customerId}\u0000${idem}`).slice(0, 32)}`;
+    const amount = formatCredits(b.amount);
+    await idempotent(deps.pool, res, `api:hold:place:${b.customerId}:${idem}`, requestHash(req.body), () =>
+      outcome(async () => {
+        const holds = await deps.holds();
+        const r = await holds.reserve({ customerId: b.customerId, holdId, amount, ttlSeconds: b.ttlSeconds ?? DEFAULT_TTL, metadata: b.metadata });
+        if (r.outcome === 'rejected') {
+          return {
+            status: 402,
+            body: {
+              type: 'https://creditflow.dev/problems/402',
+              title: 'Payment Required',
+              status: 402,
+              detail: `not enough credits to hold ${amount}`,
+              reason: r.reason,
+              available: r.available,
+              shortfall: r.shortfall,
+            },
+          };
+        }
+        if (r.hold.amount !== amount && r.hold.captured === '0') {
+          throw new DomainError('HoldExists', `hold ${holdId} already exists with another amount`);
+        }
+        return { status: 201, body: { ...r.hold, workflowId: r.workflowId } };
+      }),
+    );
+  });
+
+  r.get('/holds/:holdId', allow(READ_ROLES, { scopedByHandler: true }), async (req, res) => {
+    const { holdId } = params(HoldParams, req);
+    const { customerId } = query(HoldQuery, req);
+    scope(req, customerId);
+    const h = await getHold(deps.pool, customerId, holdId);
+    if (!h) throw problem(404, `hold ${holdId} of customer ${customerId} does not exist`);
+    res.json(holdView(h));
+  });
+
+  const op = <B extends { customerId: string }>(
+    name: 'capture' | 'extend' | 'settle' | 'release',
+    schema: Parameters<typeof body>[0],
+    run: (holds: HoldsClient, holdId: string, b: B, updateId: string) => Promise<unknown>,
+  ) =>
+    r.post(`/holds/:holdId/${name}`, allow(['service'], { scopedByHandler: true }), async (req, res) => {
+      const { holdId } = params(HoldParams, req);
+      const b = body(schema, req) as B;
+      scope(req, b.customerId);
+      const idem = key(req);
+      const storeKey = `api:hold:${name}:${b.customerId}:${holdId}:${idem}`;
+      await idempotent(deps.pool, res, storeKey, requestHash(req.body), () =>
+        outcome(async () => {
+          const h = await getHold(deps.pool, b.customerId, holdId);
+          if (!h) throw new DomainError('HoldNotFound', `hold ${holdId} of customer ${b.customerId} does not exist`);
+          if (h.status !== 'active') throw new DomainError('HoldNotActive', `hold ${holdId} is ${h.status}`, { status: h.status });
+          return { status: 200, body: await run(await deps.holds(), holdId, b, sha256(storeKey)) };
+        }),
+      );
+    });
+
+  op<{ customerId: string; amount: bigint }>('capture', CaptureBody, (h, id, b, u) => h.capture(b.customerId, id, formatCredits(b.amount), u));
+  op<{ customerId: string; amount?: bigint; ttlSeconds?: number }>('extend', ExtendBody, (h, id, b, u) =>
+    h.extend(b.customerId, id, { amount: b.amount === undefined ? undefined : formatCredits(b.amount), ttlSeconds: b.ttlSeconds }, u),
+  );
+  op<{ customerId: string; amount: bigint }>('settle', SettleBody, async (h, id, b, u) => {
+    const s = await h.settle(b.customerId, id, formatCredits(b.amount), u);
+    return { status: 'settled', captured: s.captured, released: s.released, overage: s.overage, hold: s.hold };
+  });
+  op<{ customerId: string }>('release', ReleaseBody, async (h, id, b, u) => ({ status: 'released', hold: await h.release(b.customerId, id, u) }));
+
+  return r;
+}
+

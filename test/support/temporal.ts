@@ -1,0 +1,40 @@
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { HoldsClient } from '../../client/holds';
+import type { Pool } from '../../db/pool';
+import { createWorker } from '../../worker/worker';
+
+/** A worker on a unique task queue against the run's Temporal dev server, plus clients. */
+export async function temporalHarness(pool: Pool) {
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') }); // quiet: once per process
+  } catch {
+    /* already installed by an earlier test file in this Jest worker */
+  }
+  const address = process.env.TEST_TEMPORAL_ADDRESS!;
+  const taskQueue = `test-${randomUUID()}`;
+  const nativeConnection = await NativeConnection.connect({ address });
+  const connection = await Connection.connect({ address });
+  const client = new Client({ connection });
+  const startWorker = (): Promise<Worker> =>
+    createWorker({
+      connection: nativeConnection,
+      namespace: 'default',
+      taskQueue,
+      pool,
+      workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
+      temporal: () => Promise.resolve(client),
+    });
+  return {
+    address,
+    taskQueue,
+    client,
+    holds: new HoldsClient(client, taskQueue),
+    startWorker,
+    close: async () => {
+      await connection.close();
+      await nativeConnection.close();
+    },
+  };
+}

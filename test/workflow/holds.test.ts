@@ -1,0 +1,182 @@
+import { randomUUID } from 'node:crypto';
+import { Worker } from '@temporalio/worker';
+import { credits } from '../../domain/amount';
+import { DomainError } from '../../domain/errors';
+import { getCustomer } from '../../db/customers';
+import { getHold } from '../../db/holds';
+import { findViolations } from '../../db/invariants';
+import type { Pool } from '../../db/pool';
+import { createCustomer } from '../../ledger/customers';
+import { Ledger } from '../../ledger/ledger';
+import { requestHash } from '../../lib/hash';
+import { holdSweeper, reservationWorkflowId } from '../../workflows';
+import { freshDatabase } from '../support/db';
+import { temporalHarness } from '../support/temporal';
+
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let pool: Pool;
+let t: Awaited<ReturnType<typeof temporalHarness>>;
+let worker: Worker;
+let running: Promise<void>;
+let ledger: Ledger;
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  pool = db.pool;
+  ledger = new Ledger(pool);
+  t = await temporalHarness(pool);
+  worker = await t.startWorker();
+  running = worker.run();
+});
+afterAll(async () => {
+  worker.shutdown();
+  await running;
+  await t.close();
+  await db.drop();
+});
+
+async function customer(grant: string) {
+  const id = `h-${randomUUID().slice(0, 8)}`;
+  await createCustomer(pool, { id }, requestHash({ id }));
+  if (grant !== '0') await ledger.grant({ customerId: id, key: `g:${id}`, requestHash: 'g' }, { amount: credits(grant), kind: 'purchased' });
+  return id;
+}
+const wallet = async (id: string) => (await getCustomer(pool, id))!.wallet;
+const holdTxCount = async (customerId: string, type: string) =>
+  Number((await pool.query(`SELECT count(*) n FROM ledger_transactions WHERE customer_id = $1 AND type = $2`, [customerId, type])).rows[0].n);
+const reserve = (customerId: string, amount: string, ttlSeconds = 3600, holdId = randomUUID()) =>
+  t.holds.reserve({ customerId, holdId, amount, ttlSeconds });
+const result = (customerId: string, holdId: string) => t.client.workflow.getHandle(reservationWorkflowId(customerId, holdId)).result();
+
+describe('reservation workflow (real Temporal dev server + Postgres)', () => {
+  it('place → capture → settle: captures the final amount and releases the rest', async () => {
+    const c = await customer('100');
+    const r = await reserve(c, '40');
+    expect(r.outcome).toBe('placed');
+    if (r.outcome !== 'placed') return;
+    expect(await wallet(c)).toMatchObject({ available: credits('60'), held: credits('40') });
+    const h = r.hold.holdId;
+    expect((await t.holds.capture(c, h, '10')).captured).toBe('10');
+    const s = await t.holds.settle(c, h, '25');
+    expect(s).toMatchObject({ captured: '25', released: '15', overage: '0' });
+    expect(await wallet(c)).toMatchObject({ available: credits('75'), held: 0n });
+    expect((await result(c, h)).status).toBe('settled');
+    await expect(t.holds.settle(c, h, '25')).rejects.toMatchObject({ code: 'HoldNotActive' });
+    expect(await findViolations(pool)).toEqual([]);
+  });
+
+  it('place → release: everything back to available', async () => {
+    const c = await customer('10');
+    const r = await reserve(c, '10');
+    if (r.outcome !== 'placed') throw new Error('not placed');
+    await t.holds.release(c, r.hold.holdId);
+    expect(await wallet(c)).toMatchObject({ available: credits('10'), held: 0n });
+    expect((await result(c, r.hold.holdId)).status).toBe('released');
+  });
+
+  it('place → TTL passes → released automatically, exactly once', async () => {
+    const c = await customer('10');
+    const r = await reserve(c, '7', 2);
+    if (r.outcome !== 'placed') throw new Error('not placed');
+    const final = await result(c, r.hold.holdId);
+    expect(final.status).toBe('expired');
+    expect(await wallet(c)).toMatchObject({ available: credits('10'), held: 0n });
+    expect(await holdTxCount(c, 'hold_release')).toBe(1);
+  });
+
+  it('place → extend → settle above the held amount takes the excess from available credits', async () => {
+    const c = await customer('100');
+    const r = await reserve(c, '20', 60);
+    if (r.outcome !== 'placed') throw new Error('not placed');
+    const h = r.hold.holdId;
+    const e = await t.holds.extend(c, h, { amount: '10', ttlSeconds: 600 });
+    expect(e).toMatchObject({ amount: '30', held: '30' });
+    expect(Date.parse(e.expiresAt)).toBeGreaterThan(Date.now() + 500_000);
+    await expect(t.holds.extend(c, h, { amount: '1000' })).rejects.toMatchObject({ code: 'InsufficientCredits' });
+    const s = await t.holds.settle(c, h, '45');
+    expect(s).toMatchObject({ captured: '45', released: '0', overage: '15' });
+    expect(await wallet(c)).toMatchObject({ available: credits('55'), held: 0n, arrears: 0n });
+    expect(await findViolations(pool)).toEqual([]);
+  });
+
+  it('settle above everything the wallet has leaves arrears', async () => {
+    const c = await customer('10');
+    const r = await reserve(c, '10');
+    if (r.outcome !== 'placed') throw new Error('not placed');
+    await t.holds.settle(c, r.hold.holdId, '12');
+    expect(await wallet(c)).toMatchObject({ available: credits('-2'), arrears: credits('2') });
+    expect(await findViolations(pool)).toEqual([]);
+  });
+
+  it('a hold is refused at once with the shortfall, and nothing is held', async () => {
+    const c = await customer('5');
+    const r = await reserve(c, '8');
+    expect(r).toMatchObject({ outcome: 'rejected', reason: 'insufficient_credits', available: '5', shortfall: '3' });
+    expect(await wallet(c)).toMatchObject({ available: credits('5'), held: 0n });
+    expect(await getHold(pool, c, r.workflowId.split(':')[2]!)).toBeNull();
+  });
+
+  it('bad update input is refused by validators before entering history', async () => {
+    const c = await customer('10');
+    const r = await reserve(c, '5');
+    if (r.outcome !== 'placed') throw new Error('not placed');
+    for (const bad of ['-1', '1e3', '0', 'abc']) {
+      await expect(t.holds.capture(c, r.hold.holdId, bad)).rejects.toBeInstanceOf(DomainError);
+    }
+    await expect(t.holds.capture(c, r.hold.holdId, '6')).rejects.toMatchObject({ code: 'InvalidRequest' });
+    await t.holds.release(c, r.hold.holdId);
+  });
+
+  it('100 concurrent holds on one wallet never hold more than it has', async () => {
+    const c = await customer('50');
+    const results = await Promise.all(Array.from({ length: 100 }, () => reserve(c, '1', 600)));
+    expect(results.filter((r) => r.outcome === 'placed')).toHaveLength(50);
+    expect(results.filter((r) => r.outcome === 'rejected')).toHaveLength(50);
+    expect(await wallet(c)).toMatchObject({ available: 0n, held: credits('50') });
+    expect(await findViolations(pool)).toEqual([]);
+    await Promise.all(results.map((r) => (r.outcome === 'placed' ? t.holds.release(c, r.hold.holdId) : null)));
+  });
+
+  it('a terminated hold is released by the sweeper, exactly once', async () => {
+    const c = await customer('10');
+    const r = await reserve(c, '6', 1);
+    if (r.outcome !== 'placed') throw new Error('not placed');
+    await t.client.workflow.getHandle(r.workflowId).terminate('operator test');
+    await new Promise((res) => setTimeout(res, 1500));
+    expect(await wallet(c)).toMatchObject({ held: credits('6') }); // stranded
+    const sweep = () =>
+      t.client.workflow.execute(holdSweeper, { taskQueue: t.taskQueue, workflowId: `sweep-${randomUUID()}`, args: [{ graceSeconds: 0 }] });
+    const first = await sweep();
+    expect(first.released).toContainEqual({ customerId: c, holdId: r.hold.holdId, workflowStatus: 'TERMINATED' });
+    const second = await sweep();
+    expect(second.released.find((x) => x.customerId === c)).toBeUndefined();
+    expect(await wallet(c)).toMatchObject({ available: credits('10'), held: 0n });
+    expect(await holdTxCount(c, 'hold_release')).toBe(1);
+  });
+
+  it('workflows carry the CustomerId search attribute (visibility query)', async () => {
+    const c = await customer('5');
+    const r = await reserve(c, '1');
+    if (r.outcome !== 'placed') throw new Error('not placed');
+    let found: string[] = [];
+    for (let i = 0; i < 40 && found.length === 0; i++) {
+      found = [];
+      for await (const w of t.client.workflow.list({ query: `CustomerId = "${c}"` })) found.push(w.workflowId);
+      if (found.length === 0) await new Promise((res) => setTimeout(res, 250));
+    }
+    expect(found).toEqual([r.workflowId]);
+    await t.holds.release(c, r.hold.holdId);
+  });
+
+  it('a completed hold history replays without nondeterminism', async () => {
+    const c = await customer('20');
+    const r = await reserve(c, '10');
+    if (r.outcome !== 'placed') throw new Error('not placed');
+    await t.holds.capture(c, r.hold.holdId, '2');
+    await t.holds.extend(c, r.hold.holdId, { ttlSeconds: 120 });
+    await t.holds.settle(c, r.hold.holdId, '4');
+    await result(c, r.hold.holdId);
+    const history = await t.client.workflow.getHandle(r.workflowId).fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! } }, history, r.workflowId);
+  });
+});

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
@@ -50,7 +51,12 @@ export class HoldsClient {
       typedSearchAttributes: [{ key: CustomerIdKey, value: input.customerId }],
     });
     try {
-      const r = await this.client.workflow.executeUpdateWithStart(placeUpdate, { updateId: 'place', startWorkflowOperation: start });
+      // A fresh update id: on a finished reservation the start is then refused (REJECT_DUPLICATE)
+      // instead of the server answering with the old placement's result.
+      const r = await this.client.workflow.executeUpdateWithStart(placeUpdate, {
+        updateId: `place:${randomUUID()}`,
+        startWorkflowOperation: start,
+      });
       return { ...r, workflowId };
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
@@ -61,19 +67,32 @@ export class HoldsClient {
   }
 
   capture(customerId: string, holdId: string, amount: string, updateId?: string): Promise<HoldView> {
-    return this.update(customerId, holdId, () => this.handle(customerId, holdId).executeUpdate(captureUpdate, { args: [{ amount }], updateId }));
+    return this.update(customerId, holdId, () =>
+      this.handle(customerId, holdId).executeUpdate(captureUpdate, { args: [{ amount }], updateId }),
+    );
   }
 
-  extend(customerId: string, holdId: string, o: { amount?: string; ttlSeconds?: number }, updateId?: string): Promise<HoldView> {
-    return this.update(customerId, holdId, () => this.handle(customerId, holdId).executeUpdate(extendUpdate, { args: [o], updateId }));
+  extend(
+    customerId: string,
+    holdId: string,
+    o: { amount?: string; ttlSeconds?: number },
+    updateId?: string,
+  ): Promise<HoldView> {
+    return this.update(customerId, holdId, () =>
+      this.handle(customerId, holdId).executeUpdate(extendUpdate, { args: [o], updateId }),
+    );
   }
 
   settle(customerId: string, holdId: string, amount: string, updateId?: string): Promise<SettleResult> {
-    return this.update(customerId, holdId, () => this.handle(customerId, holdId).executeUpdate(settleUpdate, { args: [{ amount }], updateId }));
+    return this.update(customerId, holdId, () =>
+      this.handle(customerId, holdId).executeUpdate(settleUpdate, { args: [{ amount }], updateId }),
+    );
   }
 
   release(customerId: string, holdId: string, updateId?: string): Promise<HoldView> {
-    return this.update(customerId, holdId, () => this.handle(customerId, holdId).executeUpdate(releaseUpdate, { updateId }));
+    return this.update(customerId, holdId, () =>
+      this.handle(customerId, holdId).executeUpdate(releaseUpdate, { updateId }),
+    );
   }
 
   status(customerId: string, holdId: string): Promise<ReservationState> {

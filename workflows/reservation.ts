@@ -42,7 +42,7 @@ export const releaseUpdate = defineUpdate<HoldView, []>('release');
 export const statusQuery = defineQuery<ReservationState>('status');
 
 const acts = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '10 seconds', // a ledger step takes milliseconds; a dead worker's step is retried after this
   retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
 });
 

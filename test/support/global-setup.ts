@@ -41,7 +41,10 @@ export default async function globalSetup(): Promise<void> {
 
   // Bundle the workflows once per run (bundling per test costs seconds each).
   const { bundleWorkflowCode } = await import('@temporalio/worker');
-  const { code } = await bundleWorkflowCode({ workflowsPath: path.join(ROOT, 'workflows', 'index.ts'), logger: quietLogger });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: path.join(ROOT, 'workflows', 'index.ts'),
+    logger: quietLogger,
+  });
   const bundlePath = path.join(TEST_DATA, 'workflow-bundle.js');
   writeFileSync(bundlePath, code);
   process.env.TEST_WORKFLOW_BUNDLE = bundlePath;

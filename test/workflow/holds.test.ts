@@ -38,15 +38,27 @@ afterAll(async () => {
 async function customer(grant: string) {
   const id = `h-${randomUUID().slice(0, 8)}`;
   await createCustomer(pool, { id }, requestHash({ id }));
-  if (grant !== '0') await ledger.grant({ customerId: id, key: `g:${id}`, requestHash: 'g' }, { amount: credits(grant), kind: 'purchased' });
+  if (grant !== '0')
+    await ledger.grant(
+      { customerId: id, key: `g:${id}`, requestHash: 'g' },
+      { amount: credits(grant), kind: 'purchased' },
+    );
   return id;
 }
 const wallet = async (id: string) => (await getCustomer(pool, id))!.wallet;
 const holdTxCount = async (customerId: string, type: string) =>
-  Number((await pool.query(`SELECT count(*) n FROM ledger_transactions WHERE customer_id = $1 AND type = $2`, [customerId, type])).rows[0].n);
+  Number(
+    (
+      await pool.query(`SELECT count(*) n FROM ledger_transactions WHERE customer_id = $1 AND type = $2`, [
+        customerId,
+        type,
+      ])
+    ).rows[0].n,
+  );
 const reserve = (customerId: string, amount: string, ttlSeconds = 3600, holdId = randomUUID()) =>
   t.holds.reserve({ customerId, holdId, amount, ttlSeconds });
-const result = (customerId: string, holdId: string) => t.client.workflow.getHandle(reservationWorkflowId(customerId, holdId)).result();
+const result = (customerId: string, holdId: string) =>
+  t.client.workflow.getHandle(reservationWorkflowId(customerId, holdId)).result();
 
 describe('reservation workflow (real Temporal dev server + Postgres)', () => {
   it('place → capture → settle: captures the final amount and releases the rest', async () => {
@@ -145,7 +157,11 @@ describe('reservation workflow (real Temporal dev server + Postgres)', () => {
     await new Promise((res) => setTimeout(res, 1500));
     expect(await wallet(c)).toMatchObject({ held: credits('6') }); // stranded
     const sweep = () =>
-      t.client.workflow.execute(holdSweeper, { taskQueue: t.taskQueue, workflowId: `sweep-${randomUUID()}`, args: [{ graceSeconds: 0 }] });
+      t.client.workflow.execute(holdSweeper, {
+        taskQueue: t.taskQueue,
+        workflowId: `sweep-${randomUUID()}`,
+        args: [{ graceSeconds: 0 }],
+      });
     const first = await sweep();
     expect(first.released).toContainEqual({ customerId: c, holdId: r.hold.holdId, workflowStatus: 'TERMINATED' });
     const second = await sweep();
@@ -177,6 +193,10 @@ describe('reservation workflow (real Temporal dev server + Postgres)', () => {
     await t.holds.settle(c, r.hold.holdId, '4');
     await result(c, r.hold.holdId);
     const history = await t.client.workflow.getHandle(r.workflowId).fetchHistory();
-    await Worker.runReplayHistory({ workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! } }, history, r.workflowId);
+    await Worker.runReplayHistory(
+      { workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! } },
+      history,
+      r.workflowId,
+    );
   });
 });

@@ -20,7 +20,11 @@ describe('worker on a real Temporal dev server', () => {
     try {
       const workflowId = `connectivity:${randomUUID()}`;
       const result = await worker.runUntil(
-        t.client.workflow.execute(connectivityCheck, { taskQueue: t.taskQueue, workflowId, workflowExecutionTimeout: '30s' }),
+        t.client.workflow.execute(connectivityCheck, {
+          taskQueue: t.taskQueue,
+          workflowId,
+          workflowExecutionTimeout: '30s',
+        }),
       );
       expect(result.workflowId).toBe(workflowId);
       expect(Number.isNaN(Date.parse(result.databaseTime))).toBe(false);

@@ -39,6 +39,9 @@ export default async function globalSetup(): Promise<void> {
   await admin.end();
   await migrate(adminUrl(TEMPLATE_DB));
 
+  // Compiled code for tests that run real processes (npm start, crash tests): built once, up front.
+  execFileSync('npx', ['--no-install', 'tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+
   // Bundle the workflows once per run (bundling per test costs seconds each).
   const { bundleWorkflowCode } = await import('@temporalio/worker');
   const { code } = await bundleWorkflowCode({

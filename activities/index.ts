@@ -21,7 +21,12 @@ async function domain<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (err) {
     if (err instanceof DomainError) {
-      throw ApplicationFailure.create({ type: err.code, message: err.message, details: [err.details], nonRetryable: !isRetryable(err) });
+      throw ApplicationFailure.create({
+        type: err.code,
+        message: err.message,
+        details: [err.details],
+        nonRetryable: !isRetryable(err),
+      });
     }
     throw err;
   }
@@ -42,7 +47,11 @@ export interface HoldCommand {
   holdId: string;
 }
 
-const cmd = (c: HoldCommand, input: unknown) => ({ key: c.key, customerId: c.customerId, requestHash: requestHash(input) });
+const cmd = (c: HoldCommand, input: unknown) => ({
+  key: c.key,
+  customerId: c.customerId,
+  requestHash: requestHash(input),
+});
 
 /** Activities come from a factory taking their dependencies; only the worker wires them. */
 export function createActivities(deps: ActivityDeps) {
@@ -56,7 +65,9 @@ export function createActivities(deps: ActivityDeps) {
       return r.rows[0]!.now.toISOString();
     },
 
-    async placeHold(c: HoldCommand & { workflowId: string; amount: string; expiresAt: string; metadata?: Record<string, string> }) {
+    async placeHold(
+      c: HoldCommand & { workflowId: string; amount: string; expiresAt: string; metadata?: Record<string, string> },
+    ) {
       const r = await domain(() =>
         holds.place(cmd(c, c), { ...c, amount: credits(c.amount), expiresAt: new Date(c.expiresAt) }),
       );
@@ -89,7 +100,9 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async releaseHold(c: HoldCommand & { status: 'released' | 'expired'; ifActive?: boolean }) {
-      const r = await domain(() => holds.release(cmd(c, c), { holdId: c.holdId, status: c.status, ifActive: c.ifActive }));
+      const r = await domain(() =>
+        holds.release(cmd(c, c), { holdId: c.holdId, status: c.status, ifActive: c.ifActive }),
+      );
       crashPoint('releaseHold');
       return r.result;
     },
@@ -117,7 +130,8 @@ export function createActivities(deps: ActivityDeps) {
             { holdId: h.holdId, status: 'expired', ifActive: true },
           ),
         );
-        if (!r.result.noop && !r.replayed) released.push({ customerId: h.customerId, holdId: h.holdId, workflowStatus });
+        if (!r.result.noop && !r.replayed)
+          released.push({ customerId: h.customerId, holdId: h.holdId, workflowStatus });
       }
       return { checked: candidates.length, released };
     },

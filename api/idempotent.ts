@@ -13,11 +13,18 @@ export interface Reply {
  * stored with the request hash, an exact replay gets it back with Idempotent-Replayed: true, and
  * another request under the key is a 409. Only final outcomes (< 500) are stored.
  */
-export async function idempotent(pool: Pool, res: Response, key: string, hash: string, fn: () => Promise<Reply>): Promise<void> {
+export async function idempotent(
+  pool: Pool,
+  res: Response,
+  key: string,
+  hash: string,
+  fn: () => Promise<Reply>,
+): Promise<void> {
   const client = await pool.connect();
   let locked = false;
   try {
-    locked = (await client.query<{ l: boolean }>(`SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS l`, [key])).rows[0]!.l;
+    locked = (await client.query<{ l: boolean }>(`SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS l`, [key]))
+      .rows[0]!.l;
     if (!locked) throw problem(409, 'a request with this Idempotency-Key is still in flight');
     const prior = await client.query<{ request_hash: string; result: Reply }>(
       `SELECT request_hash, result FROM idempotency_keys WHERE key = $1`,
@@ -25,7 +32,8 @@ export async function idempotent(pool: Pool, res: Response, key: string, hash: s
     );
     const row = prior.rows[0];
     if (row) {
-      if (row.request_hash !== hash) throw problem(409, 'this Idempotency-Key was already used with a different request');
+      if (row.request_hash !== hash)
+        throw problem(409, 'this Idempotency-Key was already used with a different request');
       res.setHeader('Idempotent-Replayed', 'true');
       send(res, row.result);
       return;

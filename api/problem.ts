@@ -105,7 +105,11 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       const code = (err as { code?: string })?.code;
       const grpc = (err as { code?: unknown })?.code;
       const dbDown =
-        code === 'ECONNREFUSED' || code === '57P01' || code === '57P03' || grpc === 14 || /Failed to connect/.test(String(err));
+        code === 'ECONNREFUSED' ||
+        code === '57P01' ||
+        code === '57P03' ||
+        grpc === 14 ||
+        /Failed to connect/.test(String(err));
       p = dbDown
         ? new HttpProblem(503, TITLES[503]!, 'a dependency is unavailable', {}, { 'Retry-After': '5' })
         : problem(500, 'an unexpected error occurred');

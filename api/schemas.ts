@@ -281,6 +281,9 @@ export const HoldQuery = z.strictObject({ customerId: CustomerId });
 export const CaptureBody = z.strictObject({ customerId: CustomerId, amount: PositiveCredits });
 export const ExtendBody = z
   .strictObject({ customerId: CustomerId, amount: PositiveCredits.optional(), ttlSeconds: TtlSeconds.optional() })
-  .refine((b) => b.amount !== undefined || b.ttlSeconds !== undefined, { message: 'give amount and/or ttlSeconds', path: ['amount'] });
+  .refine((b) => b.amount !== undefined || b.ttlSeconds !== undefined, {
+    message: 'give amount and/or ttlSeconds',
+    path: ['amount'],
+  });
 export const SettleBody = z.strictObject({ customerId: CustomerId, amount: NonNegativeCredits });
 export const ReleaseBody = z.strictObject({ customerId: CustomerId });

@@ -83,7 +83,16 @@ export async function updateHold(
   await q.query(
     `UPDATE holds SET amount = $3, held = $4, captured = $5, released = $6, status = $7, expires_at = $8, updated_at = now()
       WHERE customer_id = $1 AND id = $2`,
-    [h.customerId, h.id, h.amount.toString(), h.held.toString(), h.captured.toString(), h.released.toString(), h.status, h.expiresAt],
+    [
+      h.customerId,
+      h.id,
+      h.amount.toString(),
+      h.held.toString(),
+      h.captured.toString(),
+      h.released.toString(),
+      h.status,
+      h.expiresAt,
+    ],
   );
 }
 

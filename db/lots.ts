@@ -146,9 +146,9 @@ export async function openLotsOf(tx: Queryable, customerIds: readonly string[]):
 /** Specific lots of a customer whose wallet the caller has locked (see openLotsOf on why no row lock). */
 export async function lotsByIds(tx: Queryable, customerId: string, ids: readonly string[]): Promise<LotRow[]> {
   if (ids.length === 0) return [];
-  const res = await tx.query<RawLot>(`SELECT * FROM credit_lots WHERE customer_id = $1 AND id = ANY($2::uuid[]) ORDER BY id`, [
-    customerId,
-    ids,
-  ]);
+  const res = await tx.query<RawLot>(
+    `SELECT * FROM credit_lots WHERE customer_id = $1 AND id = ANY($2::uuid[]) ORDER BY id`,
+    [customerId, ids],
+  );
   return res.rows.map(toLot);
 }

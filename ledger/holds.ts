@@ -30,7 +30,12 @@ export interface HoldView {
 
 export type PlaceResult =
   | { outcome: 'placed'; hold: HoldView }
-  | { outcome: 'rejected'; reason: 'insufficient_credits' | 'arrears' | 'frozen'; available: string; shortfall: string };
+  | {
+      outcome: 'rejected';
+      reason: 'insufficient_credits' | 'arrears' | 'frozen';
+      available: string;
+      shortfall: string;
+    };
 
 export interface SettleResult {
   hold: HoldView;
@@ -53,8 +58,7 @@ export const holdView = (h: HoldRow): HoldView => ({
   lots: h.lots.map((l) => ({ lotId: l.lotId, held: formatCredits(l.held) })),
 });
 
-const notActive = (h: HoldRow) =>
-  new DomainError('HoldNotActive', `hold ${h.id} is ${h.status}`, { status: h.status });
+const notActive = (h: HoldRow) => new DomainError('HoldNotActive', `hold ${h.id} is ${h.status}`, { status: h.status });
 
 /** Mutable working set of one movement: lots touched, entries, wallet deltas. */
 class Movement {
@@ -79,7 +83,15 @@ class Movement {
 
   async write(tx: Tx, customerId: string, type: string, key: string, reference: string, now: Date) {
     const transactionId = randomUUID();
-    await appendTransaction(tx, { id: transactionId, customerId, type, idempotencyKey: key, reference, createdAt: now, entries: this.entries });
+    await appendTransaction(tx, {
+      id: transactionId,
+      customerId,
+      type,
+      idempotencyKey: key,
+      reference,
+      createdAt: now,
+      entries: this.entries,
+    });
     await updateLots(
       tx,
       [...this.lots.values()].map((l) => ({ id: l.id, remaining: l.remaining, held: l.held, status: settleStatus(l) })),
@@ -114,7 +126,7 @@ export class HoldLedger {
           reason: refusal ?? 'insufficient_credits',
           available: formatCredits(drawableTotal(open, now)),
           shortfall: formatCredits(refusal ? input.amount : shortfall),
-        } as PlaceResult;
+        };
       }
       const m = new Movement(open.filter((l) => draws.some((d) => d.lotId === l.id)));
       for (const d of draws) {
@@ -136,9 +148,14 @@ export class HoldLedger {
         metadata: input.metadata ?? {},
       };
       await insertHold(tx, hold);
-      await upsertHoldLots(tx, cmd.customerId, input.holdId, draws.map((d) => ({ lotId: d.lotId, held: d.amount })));
+      await upsertHoldLots(
+        tx,
+        cmd.customerId,
+        input.holdId,
+        draws.map((d) => ({ lotId: d.lotId, held: d.amount })),
+      );
       await m.write(tx, cmd.customerId, 'hold_place', key, `hold:${input.holdId}`, now);
-      return { outcome: 'placed', hold: holdView((await getHold(tx, cmd.customerId, input.holdId))!) } as PlaceResult;
+      return { outcome: 'placed', hold: holdView((await getHold(tx, cmd.customerId, input.holdId))!) };
     });
   }
 
@@ -146,7 +163,10 @@ export class HoldLedger {
     return this.ledger.run(cmd, async ({ tx, now, key }) => {
       const { hold, m } = await this.load(tx, cmd.customerId, input.holdId);
       if (input.amount > hold.held) {
-        throw new DomainError('InvalidRequest', `capture of ${formatCredits(input.amount)} exceeds the ${formatCredits(hold.held)} held; settle charges more`);
+        throw new DomainError(
+          'InvalidRequest',
+          `capture of ${formatCredits(input.amount)} exceeds the ${formatCredits(hold.held)} held; settle charges more`,
+        );
       }
       captureFromHold(hold, m, input.amount);
       await this.save(tx, hold, m, 'hold_capture', key, now);
@@ -191,7 +211,10 @@ export class HoldLedger {
     return this.ledger.run(cmd, async ({ tx, now, key }) => {
       const { hold, m } = await this.load(tx, cmd.customerId, input.holdId);
       if (input.amount < hold.captured) {
-        throw new DomainError('InvalidRequest', `settle amount is below the ${formatCredits(hold.captured)} already captured`);
+        throw new DomainError(
+          'InvalidRequest',
+          `settle amount is below the ${formatCredits(hold.captured)} already captured`,
+        );
       }
       const toCapture = input.amount - hold.captured;
       const fromHold = toCapture < hold.held ? toCapture : hold.held;
@@ -242,7 +265,11 @@ export class HoldLedger {
     const hold = await getHold(tx, customerId, holdId);
     if (!hold) throw new DomainError('HoldNotFound', `hold ${holdId} does not exist`);
     if (hold.status !== 'active') throw notActive(hold);
-    const lots = await lotsByIds(tx, customerId, hold.lots.map((l) => l.lotId));
+    const lots = await lotsByIds(
+      tx,
+      customerId,
+      hold.lots.map((l) => l.lotId),
+    );
     return { hold, m: new Movement(lots) };
   }
 
@@ -262,7 +289,9 @@ function refuse(wallet: WalletRow): 'frozen' | 'arrears' | null {
 /** held → consumed, drawing the hold's lots in consumption order. */
 function captureFromHold(hold: HoldRow, m: Movement, amount: bigint) {
   let left = amount;
-  const lots = hold.lots.map((hl) => ({ hl, lot: m.lots.get(hl.lotId)! })).sort((a, b) => compareConsumptionOrder(a.lot, b.lot));
+  const lots = hold.lots
+    .map((hl) => ({ hl, lot: m.lots.get(hl.lotId)! }))
+    .sort((a, b) => compareConsumptionOrder(a.lot, b.lot));
   for (const { hl, lot } of lots) {
     if (left === 0n) break;
     const take = hl.held < left ? hl.held : left;
@@ -283,7 +312,8 @@ function releaseFromHold(hold: HoldRow, m: Movement, now: Date): bigint {
     const lot = m.lots.get(hl.lotId)!;
     lot.held -= hl.held;
     if (lot.status === 'voided') m.move('held', 'voided', lot.id, hl.held);
-    else if (lot.status === 'expired' || (lot.expiresAt && lot.expiresAt <= now)) m.move('held', 'expired', lot.id, hl.held);
+    else if (lot.status === 'expired' || (lot.expiresAt && lot.expiresAt <= now))
+      m.move('held', 'expired', lot.id, hl.held);
     else {
       lot.remaining += hl.held;
       m.move('held', 'available', lot.id, hl.held);

@@ -9,7 +9,13 @@ export async function ensureSchedules(client: Client, taskQueue: string, everySe
     await client.schedule.create({
       scheduleId: SWEEPER_SCHEDULE_ID,
       spec: { intervals: [{ every: `${everySeconds}s` }] },
-      action: { type: 'startWorkflow', workflowType: holdSweeper, taskQueue, args: [{ graceSeconds: 60 }], workflowId: 'hold-sweeper' },
+      action: {
+        type: 'startWorkflow',
+        workflowType: holdSweeper,
+        taskQueue,
+        args: [{ graceSeconds: 60 }],
+        workflowId: 'hold-sweeper',
+      },
       policies: { overlap: 'SKIP' },
     });
   } catch (err) {

@@ -15,7 +15,8 @@ const CREDITS = /^(0|[1-9][0-9]*)(\.[0-9]{1,6})?$/;
 
 /** Update validators reject bad amounts before they enter history. */
 export function parsePositiveCredits(value: unknown, name: string, opts: { allowZero?: boolean } = {}): void {
-  if (typeof value !== 'string' || !CREDITS.test(value)) throw new Error(`${name} must be a decimal string with ≤ 6 decimals`);
+  if (typeof value !== 'string' || !CREDITS.test(value))
+    throw new Error(`${name} must be a decimal string with ≤ 6 decimals`);
   if (!opts.allowZero && /^0(\.0+)?$/.test(value)) throw new Error(`${name} must be greater than 0`);
   if (value.split('.')[0]!.length > 13) throw new Error(`${name} is too large`);
 }

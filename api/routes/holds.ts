@@ -9,11 +9,26 @@ import { requestHash, sha256 } from '../../lib/hash';
 import { allow, READ_ROLES } from '../auth';
 import { idempotent, type Reply } from '../idempotent';
 import { problem } from '../problem';
-import { CaptureBody, CreateHoldBody, ExtendBody, HoldParams, HoldQuery, IdempotencyKeyHeader, ReleaseBody, SettleBody } from '../schemas';
+import {
+  CaptureBody,
+  CreateHoldBody,
+  ExtendBody,
+  HoldParams,
+  HoldQuery,
+  IdempotencyKeyHeader,
+  ReleaseBody,
+  SettleBody,
+} from '../schemas';
 import { body, params, parse, query } from '../validate';
 
 const DEFAULT_TTL = 3600;
-const PROBLEM: Record<string, number> = { InsufficientCredits: 402, HoldNotActive: 422, HoldNotFound: 404, HoldExists: 409, InvalidRequest: 422 };
+const PROBLEM: Record<string, number> = {
+  InsufficientCredits: 402,
+  HoldNotActive: 422,
+  HoldNotFound: 404,
+  HoldExists: 409,
+  InvalidRequest: 422,
+};
 
 /** Known outcomes become stored replies (so replays repeat them); anything else propagates. */
 async function outcome(fn: () => Promise<Reply>): Promise<Reply> {
@@ -22,7 +37,16 @@ async function outcome(fn: () => Promise<Reply>): Promise<Reply> {
   } catch (err) {
     if (err instanceof DomainError && PROBLEM[err.code]) {
       const status = PROBLEM[err.code]!;
-      return { status, body: { type: `https://creditflow.dev/problems/${status}`, title: err.code, status, detail: err.message, ...err.details } };
+      return {
+        status,
+        body: {
+          type: `https://creditflow.dev/problems/${status}`,
+          title: err.code,
+          status,
+          detail: err.message,
+          ...err.details,
+        },
+      };
     }
     throw err;
   }
@@ -30,7 +54,8 @@ async function outcome(fn: () => Promise<Reply>): Promise<Reply> {
 
 function scope(req: Request, customerId: string) {
   const p = req.principal!;
-  if (p.customerId !== null && p.customerId !== customerId) throw problem(403, 'this key is scoped to another customer');
+  if (p.customerId !== null && p.customerId !== customerId)
+    throw problem(403, 'this key is scoped to another customer');
 }
 
 export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient> }): Router {
@@ -47,7 +72,13 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
     await idempotent(deps.pool, res, `api:hold:place:${b.customerId}:${idem}`, requestHash(req.body), () =>
       outcome(async () => {
         const holds = await deps.holds();
-        const r = await holds.reserve({ customerId: b.customerId, holdId, amount, ttlSeconds: b.ttlSeconds ?? DEFAULT_TTL, metadata: b.metadata });
+        const r = await holds.reserve({
+          customerId: b.customerId,
+          holdId,
+          amount,
+          ttlSeconds: b.ttlSeconds ?? DEFAULT_TTL,
+          metadata: b.metadata,
+        });
         if (r.outcome === 'rejected') {
           return {
             status: 402,
@@ -94,22 +125,32 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
         outcome(async () => {
           const h = await getHold(deps.pool, b.customerId, holdId);
           if (!h) throw new DomainError('HoldNotFound', `hold ${holdId} of customer ${b.customerId} does not exist`);
-          if (h.status !== 'active') throw new DomainError('HoldNotActive', `hold ${holdId} is ${h.status}`, { status: h.status });
+          if (h.status !== 'active')
+            throw new DomainError('HoldNotActive', `hold ${holdId} is ${h.status}`, { status: h.status });
           return { status: 200, body: await run(await deps.holds(), holdId, b, sha256(storeKey)) };
         }),
       );
     });
 
-  op<{ customerId: string; amount: bigint }>('capture', CaptureBody, (h, id, b, u) => h.capture(b.customerId, id, formatCredits(b.amount), u));
+  op<{ customerId: string; amount: bigint }>('capture', CaptureBody, (h, id, b, u) =>
+    h.capture(b.customerId, id, formatCredits(b.amount), u),
+  );
   op<{ customerId: string; amount?: bigint; ttlSeconds?: number }>('extend', ExtendBody, (h, id, b, u) =>
-    h.extend(b.customerId, id, { amount: b.amount === undefined ? undefined : formatCredits(b.amount), ttlSeconds: b.ttlSeconds }, u),
+    h.extend(
+      b.customerId,
+      id,
+      { amount: b.amount === undefined ? undefined : formatCredits(b.amount), ttlSeconds: b.ttlSeconds },
+      u,
+    ),
   );
   op<{ customerId: string; amount: bigint }>('settle', SettleBody, async (h, id, b, u) => {
     const s = await h.settle(b.customerId, id, formatCredits(b.amount), u);
     return { status: 'settled', captured: s.captured, released: s.released, overage: s.overage, hold: s.hold };
   });
-  op<{ customerId: string }>('release', ReleaseBody, async (h, id, b, u) => ({ status: 'released', hold: await h.release(b.customerId, id, u) }));
+  op<{ customerId: string }>('release', ReleaseBody, async (h, id, b, u) => ({
+    status: 'released',
+    hold: await h.release(b.customerId, id, u),
+  }));
 
   return r;
 }
-

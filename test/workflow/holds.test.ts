@@ -146,7 +146,9 @@ describe('reservation workflow (real Temporal dev server + Postgres)', () => {
     expect(results.filter((r) => r.outcome === 'rejected')).toHaveLength(50);
     expect(await wallet(c)).toMatchObject({ available: 0n, held: credits('50') });
     expect(await findViolations(pool)).toEqual([]);
-    await Promise.all(results.map((r) => (r.outcome === 'placed' ? t.holds.release(c, r.hold.holdId) : null)));
+    await Promise.all(
+      results.map((r) => (r.outcome === 'placed' ? t.holds.release(c, r.hold.holdId) : Promise.resolve(null))),
+    );
   });
 
   it('a terminated hold is released by the sweeper, exactly once', async () => {

@@ -1,0 +1,145 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createPool } from '../db/pool';
+import { createCustomer } from '../ledger/customers';
+import { Ledger } from '../ledger/ledger';
+import { requestHash, sha256 } from '../lib/hash';
+import { createDatabaseIfMissing, migrate } from '../lib/migrate';
+import { startTemporalDevServer } from '../lib/temporal-dev-server';
+import { closedLoop, fmt, openLoop, postJson, startApiProcess, stats } from './lib';
+
+/**
+ * bench/holds: hold → settle cycles per second through the HTTP API (reservation workflow,
+ * update-with-start, two ledger activities), against a reference measured in the same run on the
+ * same Temporal server: a bare workflow with one no-op activity, started and completed.
+ */
+const ROOT = path.resolve(__dirname, '..', '..');
+const PG_PORT = Number(process.env.BENCH_PG_PORT ?? 55499);
+const API_PORT = Number(process.env.BENCH_API_PORT ?? 39302);
+const T_PORT = Number(process.env.BENCH_TEMPORAL_PORT ?? 39303);
+const SCALE = Number(process.env.BENCH_SCALE ?? 1);
+const CONCURRENCY = 8;
+const CUSTOMERS = 100;
+const ADMIN_KEY = `bench_admin_${randomUUID()}`;
+const TASK_QUEUE = 'bench-holds';
+
+async function main(): Promise<void> {
+  mkdirSync(path.join(ROOT, '.data', 'bench'), { recursive: true });
+  execFileSync(
+    'bash',
+    [path.join(ROOT, 'scripts/pg.sh'), 'start', path.join(ROOT, '.data/bench/pg'), String(PG_PORT)],
+    { stdio: 'inherit' },
+  );
+  const url = `postgres://postgres@127.0.0.1:${PG_PORT}/bench_holds_${Date.now()}`;
+  await createDatabaseIfMissing(url);
+  await migrate(url);
+  const pool = createPool(url, 8);
+  const ledger = new Ledger(pool);
+  for (let i = 0; i < CUSTOMERS; i++) {
+    const id = `c${i}`;
+    await createCustomer(pool, { id }, requestHash({ id }));
+    await ledger.grant(
+      { customerId: id, key: `g:${id}`, requestHash: 'g' },
+      { amount: 1_000_000_000n * 1_000_000n, kind: 'purchased' },
+    );
+  }
+  await pool.query(`INSERT INTO api_keys (id, key_hash, role) VALUES ('bench', $1, 'admin')`, [sha256(ADMIN_KEY)]);
+
+  const local = path.join(ROOT, '.tools', 'bin', 'temporal');
+  const temporal = await startTemporalDevServer({
+    bin: process.env.TEMPORAL_BIN || (existsSync(local) ? local : undefined),
+    port: T_PORT,
+    fast: true,
+    logFile: path.join(ROOT, '.data', 'bench', 'temporal.log'),
+  });
+  const env = {
+    DATABASE_URL: url,
+    TEMPORAL_ADDRESS: temporal.address,
+    TEMPORAL_TASK_QUEUE: TASK_QUEUE,
+    LOG_LEVEL: 'warn',
+  };
+  const worker = spawn(process.execPath, ['dist/worker/main.js'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const api = await startApiProcess({ ...env, CREDITFLOW_ADMIN_KEY: ADMIN_KEY }, API_PORT);
+  const base = `http://127.0.0.1:${API_PORT}`;
+  const headers = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' };
+
+  const cycle = async (placeLatencies?: number[]) => {
+    const customerId = `c${Math.floor(Math.random() * CUSTOMERS)}`;
+    const t0 = performance.now();
+    const placed = await fetch(`${base}/v1/holds`, {
+      method: 'POST',
+      headers: { ...headers, 'idempotency-key': randomUUID() },
+      body: JSON.stringify({ customerId, amount: '10', ttlSeconds: 600 }),
+    });
+    placeLatencies?.push(performance.now() - t0);
+    const hold = (await placed.json()) as { holdId: string };
+    if (placed.status !== 201) throw new Error(`place ${placed.status} ${JSON.stringify(hold)}`);
+    const status = await postJson(
+      `${base}/v1/holds/${hold.holdId}/settle`,
+      { ...headers, 'idempotency-key': randomUUID() },
+      JSON.stringify({ customerId, amount: '7.5' }),
+    );
+    if (status !== 200) throw new Error(`settle ${status}`);
+  };
+  for (let i = 0; i < 20; i++) await cycle(); // warm-up (bundling, connections)
+
+  // Reference: bare workflow + one no-op activity on the same server, same concurrency.
+  const nc = await NativeConnection.connect({ address: temporal.address });
+  const refWorker = await Worker.create({
+    connection: nc,
+    taskQueue: 'bench-reference',
+    workflowsPath: require.resolve('./reference-workflow'),
+    activities: { noop: () => Promise.resolve() },
+  });
+  const refRunning = refWorker.run();
+  const conn = await Connection.connect({ address: temporal.address });
+  const client = new Client({ connection: conn });
+  const refRun = () =>
+    client.workflow.execute('referenceWorkflow', { taskQueue: 'bench-reference', workflowId: `ref-${randomUUID()}` });
+  for (let i = 0; i < 20; i++) await refRun();
+  const ref = await closedLoop(CONCURRENCY, 20 * SCALE, refRun);
+  const refRate = ref.latencies.length / ref.elapsed;
+  refWorker.shutdown();
+  await refRunning;
+
+  const holds = await closedLoop(CONCURRENCY, 20 * SCALE, () => cycle());
+  const holdRate = holds.latencies.length / holds.elapsed;
+
+  const place: number[] = [];
+  await openLoop(20, 30 * SCALE, () => cycle(place));
+  const p = stats(place);
+
+  const check = await pool.query<{ bad: string; active: string }>(
+    `SELECT (SELECT count(*) FROM wallets w LEFT JOIN (SELECT customer_id, sum(amount) s FROM ledger_entries WHERE account = 'held' GROUP BY 1) e
+               ON e.customer_id = w.customer_id WHERE w.held <> COALESCE(e.s, 0)) AS bad,
+            (SELECT count(*) FROM holds WHERE status = 'active') AS active`,
+  );
+  api.kill('SIGTERM');
+  worker.kill('SIGTERM');
+  await conn.close();
+  await nc.close();
+  await temporal.stop();
+  await pool.end();
+  console.log(`
+bench/holds — ${CONCURRENCY} concurrent clients, same Temporal dev server for both
+  reference  bare workflow + 1 no-op activity         : ${fmt(refRate)} workflows/s
+  holds      POST /v1/holds → POST …/settle (2 updates, 2 ledger steps) : ${fmt(holdRate)} cycles/s = ${fmt((100 * holdRate) / refRate)} % of reference (target ≥ 50 %)
+  placement  POST /v1/holds at 20 holds/s (open loop)  : p50 ${fmt(p.p50)} ms, p99 ${fmt(p.p99)} ms (target p99 ≤ 100 ms, ${p.n} holds)
+  check      wallets whose cached held ≠ entries: ${check.rows[0]!.bad}; holds left active: ${check.rows[0]!.active}
+`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -24,12 +24,13 @@ async function main(): Promise<void> {
     log.warn({ devKey: DEV_ADMIN_KEY }, 'development mode: the documented development admin key is active');
   const temporal = new TemporalHandle(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE, log);
   temporal.ready().catch((err: unknown) => log.warn({ err: String(err) }, 'Temporal not reachable yet'));
+  let holdsClient: HoldsClient | undefined; // one per process, over the one connection
   const app = createApp({
     pool,
     ledger: new Ledger(pool),
     logger: log,
     temporalReady: () => temporal.ready(),
-    holds: async () => new HoldsClient(await temporal.client(), config.TEMPORAL_TASK_QUEUE),
+    holds: async () => (holdsClient ??= new HoldsClient(await temporal.client(), config.TEMPORAL_TASK_QUEUE)),
     bodyLimit: config.BODY_LIMIT,
   });
   const server: Server = app.listen(config.PORT, config.HOST, () => {

@@ -172,6 +172,27 @@ describe('reservation workflow (real Temporal dev server + Postgres)', () => {
     expect(await holdTxCount(c, 'hold_release')).toBe(1);
   });
 
+  it('a lot expiring while held stays reserved; what the hold releases from it expires', async () => {
+    const id = `h-${randomUUID().slice(0, 8)}`;
+    await createCustomer(pool, { id }, requestHash({ id }));
+    await ledger.grant(
+      { customerId: id, key: `g:${id}`, requestHash: 'g' },
+      { amount: credits('10'), kind: 'promotional', expiresAt: new Date(Date.now() + 2500) },
+    );
+    const r = await reserve(id, '6');
+    if (r.outcome !== 'placed') throw new Error('not placed');
+    await new Promise((res) => setTimeout(res, 3000)); // the lot expires while held
+    expect((await t.holds.capture(id, r.hold.holdId, '2')).captured).toBe('2'); // the held part is still usable
+    await t.holds.release(id, r.hold.holdId);
+    const expired = await pool.query(
+      `SELECT sum(amount)::text s FROM ledger_entries WHERE customer_id = $1 AND account = 'expired'`,
+      [id],
+    );
+    expect(expired.rows[0].s).toBe(credits('4').toString()); // released from an expired lot → expired
+    expect(await wallet(id)).toMatchObject({ held: 0n, available: credits('4') }); // the unheld 4 await their expiry booking
+    expect(await findViolations(pool)).toEqual([]);
+  });
+
   it('workflows carry the CustomerId search attribute (visibility query)', async () => {
     const c = await customer('5');
     const r = await reserve(c, '1');

@@ -8,6 +8,7 @@ cd "$ROOT"
 ensure_node_modules
 ensure_postgres
 ensure_temporal
+ensure_temporal_test_server
 
 log "typecheck"; npx --no-install tsc -p tsconfig.json --noEmit
 log "lint"; npx --no-install eslint . --max-warnings 0

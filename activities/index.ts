@@ -5,6 +5,7 @@ import { DomainError, isRetryable } from '../domain/errors';
 import { overdueHolds } from '../db/holds';
 import type { Pool } from '../db/pool';
 import { HoldLedger } from '../ledger/holds';
+import { LifecycleLedger } from '../ledger/lifecycle';
 import { Ledger } from '../ledger/ledger';
 import { requestHash } from '../lib/hash';
 
@@ -57,6 +58,7 @@ const cmd = (c: HoldCommand, input: unknown) => ({
 export function createActivities(deps: ActivityDeps) {
   const ledger = new Ledger(deps.pool, deps.clock);
   const holds = new HoldLedger(ledger);
+  const lifecycle = new LifecycleLedger(ledger, deps.pool);
   const now = deps.clock ?? (() => new Date());
   return {
     /** Connectivity check: proves the worker reaches Postgres. */
@@ -105,6 +107,11 @@ export function createActivities(deps: ActivityDeps) {
       );
       crashPoint('releaseHold');
       return r.result;
+    },
+
+    /** Books the customer's expiries and renewals due at the workflow's `asOf`; returns what comes next. */
+    async lifecycleTick(o: { customerId: string; asOf: string; alertLeadMs?: number }) {
+      return domain(() => lifecycle.tick(o.customerId, new Date(o.asOf), o.alertLeadMs));
     },
 
     /**

@@ -22,6 +22,8 @@ export interface AppDeps {
   temporalReady: () => Promise<void>;
   /** The reservation client (over the process's one Temporal connection). */
   holds?: () => Promise<HoldsClient>;
+  /** Starts or signals a customer's credit-lifecycle workflow. */
+  lifecycle?: (customerId: string) => Promise<void>;
   bodyLimit?: string;
   clock?: () => Date;
 }
@@ -77,7 +79,7 @@ export function createApp(deps: AppDeps): express.Express {
     express.json({ limit: deps.bodyLimit ?? '1mb', strict: true, type: ['application/json', 'application/*+json'] }),
   );
   v1.use(customerRoutes({ pool: deps.pool, clock }));
-  v1.use(grantRoutes({ ledger: deps.ledger }));
+  v1.use(grantRoutes({ ledger: deps.ledger, lifecycle: deps.lifecycle, logger: deps.logger }));
   const resolver = new RateCardResolver();
   v1.use(meteringRoutes({ pool: deps.pool, ledger: deps.ledger, resolver, clock }));
   v1.use(rateCardRoutes({ pool: deps.pool, resolver, clock }));

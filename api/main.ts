@@ -7,6 +7,7 @@ import { sha256 } from '../lib/hash';
 import { createLogger } from '../lib/logger';
 import { TemporalHandle } from '../lib/temporal';
 import { HoldsClient } from '../client/holds';
+import { notifyLifecycle } from '../client/lifecycle';
 import { createApp } from './app';
 
 /** Composition root of the API process. */
@@ -30,6 +31,9 @@ async function main(): Promise<void> {
     ledger: new Ledger(pool),
     logger: log,
     temporalReady: () => temporal.ready(),
+    lifecycle: async (customerId) => {
+      await notifyLifecycle(await temporal.client(), config.TEMPORAL_TASK_QUEUE, { customerId });
+    },
     holds: async () => (holdsClient ??= new HoldsClient(await temporal.client(), config.TEMPORAL_TASK_QUEUE)),
     bodyLimit: config.BODY_LIMIT,
   });

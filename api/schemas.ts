@@ -73,6 +73,7 @@ export const GrantBody = z
     message: 'expiresAt must be after effectiveAt',
     path: ['expiresAt'],
   })
+  .refine((g) => !g.recurrence || g.kind === 'allowance', { message: 'only an allowance recurs', path: ['recurrence'] })
   .openapi('Grant');
 
 export const VoidBody = z.strictObject({ reason: z.string().min(1).max(500) }).openapi('VoidGrant');

@@ -25,6 +25,12 @@ export interface LotRow {
   reason: string | null;
   status: LotStatus;
   createdAt: Date;
+  /** Rolled-over credits: the lot they came from. */
+  originLotId?: string | null;
+  /** A renewal: the lot of the previous period. */
+  renewsLotId?: string | null;
+  /** 1 for a first grant, n for the n-th period of a recurring allowance. */
+  period?: number;
 }
 
 interface RawLot {
@@ -45,6 +51,9 @@ interface RawLot {
   reason: string | null;
   status: LotStatus;
   created_at: Date;
+  origin_lot_id: string | null;
+  renews_lot_id: string | null;
+  period: number;
 }
 
 const toLot = (r: RawLot): LotRow => ({
@@ -65,13 +74,17 @@ const toLot = (r: RawLot): LotRow => ({
   reason: r.reason,
   status: r.status,
   createdAt: r.created_at,
+  originLotId: r.origin_lot_id,
+  renewsLotId: r.renews_lot_id,
+  period: r.period,
 });
 
 export async function insertLot(tx: Queryable, l: LotRow): Promise<void> {
   await tx.query(
     `INSERT INTO credit_lots (id, customer_id, kind, priority, original, remaining, held, effective_at, expires_at,
-       rollover_cap, recurrence, cost_amount_minor, cost_currency, payment_reference, reason, status, created_at)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
+       rollover_cap, recurrence, cost_amount_minor, cost_currency, payment_reference, reason, status, created_at,
+       origin_lot_id, renews_lot_id, period)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)`,
     [
       l.id,
       l.customerId,
@@ -90,6 +103,9 @@ export async function insertLot(tx: Queryable, l: LotRow): Promise<void> {
       l.reason,
       l.status,
       l.createdAt,
+      l.originLotId ?? null,
+      l.renewsLotId ?? null,
+      l.period ?? 1,
     ],
   );
 }
@@ -149,6 +165,31 @@ export async function lotsByIds(tx: Queryable, customerId: string, ids: readonly
   const res = await tx.query<RawLot>(
     `SELECT * FROM credit_lots WHERE customer_id = $1 AND id = ANY($2::uuid[]) ORDER BY id`,
     [customerId, ids],
+  );
+  return res.rows.map(toLot);
+}
+
+/** Active lots whose expiry (or period end) has come by `asOf`, for customers the caller has locked. */
+export async function lotsDueBy(tx: Queryable, customerId: string, asOf: Date): Promise<LotRow[]> {
+  const res = await tx.query<RawLot>(
+    `SELECT * FROM credit_lots WHERE customer_id = $1 AND status IN ('active', 'depleted') AND expires_at <= $2
+      ORDER BY expires_at, id`,
+    [customerId, asOf],
+  );
+  return res.rows.map(toLot);
+}
+
+/** Upcoming expiries / period ends, soonest first. */
+export async function upcomingExpiries(
+  q: Queryable,
+  customerId: string,
+  after: Date,
+  limit: number,
+): Promise<LotRow[]> {
+  const res = await q.query<RawLot>(
+    `SELECT * FROM credit_lots WHERE customer_id = $1 AND status IN ('active', 'depleted') AND expires_at > $2
+      ORDER BY expires_at, id LIMIT $3`,
+    [customerId, after, limit],
   );
   return res.rows.map(toLot);
 }

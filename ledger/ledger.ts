@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { formatCredits } from '../domain/amount';
 import { DomainError, customerNotFound, idempotencyConflict, idempotencyInFlight, lotNotFound } from '../domain/errors';
 import { allocate, DEFAULT_PRIORITY, isDrawable, type LotKind, type LotStatus } from '../domain/lots';
+import { addPeriod } from '../domain/periods';
 import { applyWalletDeltas, applyWalletDeltasMany, lockWallet, lockWallets, type WalletRow } from '../db/customers';
 import { findKey, saveKey, tryLockKey } from '../db/idempotency';
 import { appendTransaction, appendTransactions, type Entry, type NewTransaction } from '../db/ledger';
@@ -94,7 +95,10 @@ export class Ledger {
   grant(cmd: Command, input: GrantInput): Promise<Outcome<GrantResult>> {
     return this.run(cmd, async ({ tx, wallet, now, key }) => {
       const effectiveAt = input.effectiveAt ?? now;
-      if (input.expiresAt && input.expiresAt.getTime() <= Math.max(effectiveAt.getTime(), now.getTime())) {
+      // A recurring allowance's first period ends one period after it starts, unless told otherwise.
+      const expiresAt =
+        input.expiresAt ?? (input.recurrence ? addPeriod(effectiveAt, input.recurrence.every) : undefined);
+      if (expiresAt && expiresAt.getTime() <= Math.max(effectiveAt.getTime(), now.getTime())) {
         throw new DomainError('InvalidRequest', 'expiresAt must be after effectiveAt and in the future');
       }
       const lot: LotRow = {
@@ -106,7 +110,7 @@ export class Ledger {
         remaining: input.amount,
         held: 0n,
         effectiveAt,
-        expiresAt: input.expiresAt ?? null,
+        expiresAt: expiresAt ?? null,
         rolloverCap: input.rolloverCap ?? null,
         recurrence: input.recurrence ?? null,
         costMinor: BigInt(input.cost?.amountMinor ?? 0),

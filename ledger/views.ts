@@ -17,6 +17,9 @@ export interface LotView {
   cost: { amountMinor: number; currency: string } | null;
   paymentReference: string | null;
   status: string;
+  originLotId: string | null;
+  renewsLotId: string | null;
+  period: number;
 }
 
 export function lotView(l: LotRow): LotView {
@@ -36,5 +39,8 @@ export function lotView(l: LotRow): LotView {
     cost: l.costCurrency ? { amountMinor: Number(l.costMinor), currency: l.costCurrency } : null,
     paymentReference: l.paymentReference,
     status: l.status,
+    originLotId: l.originLotId ?? null,
+    renewsLotId: l.renewsLotId ?? null,
+    period: l.period ?? 1,
   };
 }

@@ -1,4 +1,5 @@
 // The worker's workflow entry point: every workflow the worker registers is exported here.
 export * from './connectivity';
+export * from './lifecycle';
 export * from './reservation';
 export * from './sweeper';

@@ -1,6 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import type { Outcome } from '../../ledger/ledger';
 import { Ledger } from '../../ledger/ledger';
+import type { Logger } from '../../lib/logger';
 import { requestHash } from '../../lib/hash';
 import { allow, GRANT_ROLES } from '../auth';
 import { CustomerParams, GrantBody, IdempotencyKeyHeader, LotParams, VoidBody } from '../schemas';
@@ -24,14 +25,28 @@ function reply<R>(res: Response, status: number, outcome: Outcome<R>) {
   res.status(status).json(outcome.result);
 }
 
-export function grantRoutes(deps: { ledger: Ledger }): Router {
+export function grantRoutes(deps: {
+  ledger: Ledger;
+  lifecycle?: (customerId: string) => Promise<void>;
+  logger?: Logger;
+}): Router {
   const r = Router();
 
   r.post('/customers/:id/grants', allow(GRANT_ROLES, { customerParam: 'id' }), async (req, res) => {
     const { id } = params(CustomerParams, req);
     const b = body(GrantBody, req);
     const cmd = command(req, 'grant', id);
-    reply(res, 201, await deps.ledger.grant(cmd, b));
+    const outcome = await deps.ledger.grant(cmd, b);
+    // Lots with an end (expiry or period) get the customer's lifecycle workflow started or told.
+    // Best effort: the ledger never draws an expired lot, so a late workflow delays bookkeeping only.
+    if (outcome.result.lot.expiresAt && deps.lifecycle) {
+      await deps
+        .lifecycle(id)
+        .catch((err: unknown) =>
+          deps.logger?.warn({ err: String(err), customerId: id }, 'could not notify the lifecycle workflow'),
+        );
+    }
+    reply(res, 201, outcome);
   });
 
   r.post('/customers/:id/grants/:lotId/void', allow(GRANT_ROLES, { customerParam: 'id' }), async (req, res) => {

@@ -1,0 +1,26 @@
+import type { Client } from '@temporalio/client';
+import { creditLifecycle, lifecycleWorkflowId, lotsChangedSignal, type LifecycleInput } from '../workflows/lifecycle';
+import { CustomerIdKey } from './holds';
+
+/**
+ * Starts the customer's lifecycle workflow or tells the running one that its lots changed
+ * (signal-with-start: one call, no race between "is it running?" and "start it").
+ */
+export async function notifyLifecycle(
+  client: Client,
+  taskQueue: string,
+  input: LifecycleInput,
+  opts: { searchAttributes?: boolean } = {},
+): Promise<string> {
+  const workflowId = lifecycleWorkflowId(input.customerId);
+  await client.workflow.signalWithStart(creditLifecycle, {
+    workflowId,
+    taskQueue,
+    args: [input],
+    signal: lotsChangedSignal,
+    ...(opts.searchAttributes === false
+      ? {}
+      : { typedSearchAttributes: [{ key: CustomerIdKey, value: input.customerId }] }),
+  });
+  return workflowId;
+}

@@ -8,7 +8,7 @@ import { createWorker } from '../../worker/worker';
 /** A worker on a unique task queue against the run's Temporal dev server, plus clients. */
 export async function temporalHarness(pool: Pool) {
   try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') }); // quiet: once per process
+    Runtime.install({ logger: new DefaultLogger((process.env.TEST_TEMPORAL_LOG as 'WARN') ?? 'ERROR') }); // quiet: once per process
   } catch {
     /* already installed by an earlier test file in this Jest worker */
   }

@@ -32,11 +32,15 @@ describe('rollover', () => {
   });
   it('conserves credits (property)', () => {
     fc.assert(
-      fc.property(fc.bigInt({ min: 0n, max: 10n ** 15n }), fc.option(fc.bigInt({ min: 0n, max: 10n ** 15n })), (u, cap) => {
-        const { rolled, expired } = rolloverSplit(u, cap);
-        expect(rolled + expired).toBe(u);
-        expect(rolled >= 0n && expired >= 0n && rolled <= (cap ?? 0n)).toBe(true);
-      }),
+      fc.property(
+        fc.bigInt({ min: 0n, max: 10n ** 15n }),
+        fc.option(fc.bigInt({ min: 0n, max: 10n ** 15n })),
+        (u, cap) => {
+          const { rolled, expired } = rolloverSplit(u, cap);
+          expect(rolled + expired).toBe(u);
+          expect(rolled >= 0n && expired >= 0n && rolled <= (cap ?? 0n)).toBe(true);
+        },
+      ),
     );
   });
 });

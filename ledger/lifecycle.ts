@@ -92,7 +92,7 @@ export class LifecycleLedger {
         });
         await updateLots(tx, [{ id: lotId, remaining: 0n, held: lot.held, status: 'expired' }]);
         await applyWalletDeltas(tx, customerId, { available: -amount, held: 0n, arrears: 0n });
-        return { lotId, action: 'expired', expired: formatCredits(amount) } as Booked;
+        return { lotId, action: 'expired', expired: formatCredits(amount) };
       },
     );
     return result;
@@ -192,7 +192,7 @@ export class LifecycleLedger {
           rolledOver: formatCredits(rolled),
           renewalLotId: renewal?.id,
           rolloverLotId: rollover?.id,
-        } as Booked;
+        };
       },
     );
     return result;

@@ -66,7 +66,7 @@ export class LifecycleLedger {
   async expire(customerId: string, lotId: string, asOf: Date): Promise<Booked | null> {
     const { result } = await this.ledger.run(
       { key: `expire:${lotId}`, customerId, requestHash: 'expire' },
-      async ({ tx, now, key }) => {
+      async ({ tx, now, key }): Promise<Booked | null> => {
         const lot = await lockLot(tx, customerId, lotId);
         if (!lot) throw new DomainError('LotNotFound', `lot ${lotId} does not exist`);
         if (lot.expiresAt && lot.expiresAt > asOf)
@@ -102,7 +102,7 @@ export class LifecycleLedger {
   async renew(customerId: string, lotId: string, asOf: Date): Promise<Booked | null> {
     const { result } = await this.ledger.run(
       { key: `renew:${lotId}`, customerId, requestHash: 'renew' },
-      async ({ tx, wallet, now, key }) => {
+      async ({ tx, wallet, now, key }): Promise<Booked | null> => {
         const lot = await lockLot(tx, customerId, lotId);
         if (!lot) throw new DomainError('LotNotFound', `lot ${lotId} does not exist`);
         if (!lot.expiresAt || !lot.recurrence) throw new DomainError('InvalidRequest', 'not a recurring allowance');

@@ -2,7 +2,8 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { credits } from '../domain/amount';
 import { DomainError, isRetryable } from '../domain/errors';
-import { overdueHolds } from '../db/holds';
+import { customersWithOverdueLots, overdueHolds } from '../db/holds';
+import { notifyLifecycle } from '../client/lifecycle';
 import type { Pool } from '../db/pool';
 import { HoldLedger } from '../ledger/holds';
 import { LifecycleLedger } from '../ledger/lifecycle';
@@ -14,6 +15,8 @@ export interface ActivityDeps {
   clock?: () => Date;
   /** For the sweeper, which asks Temporal whether a hold's workflow still runs. */
   temporal?: () => Promise<Client>;
+  /** The task queue lifecycle workflows run on (the sweeper restarts missed ones). */
+  taskQueue?: string;
 }
 
 /** Domain errors become typed ApplicationFailures: non-retryable unless a retry can fix them. */
@@ -140,7 +143,16 @@ export function createActivities(deps: ActivityDeps) {
         if (!r.result.noop && !r.replayed)
           released.push({ customerId: h.customerId, holdId: h.holdId, workflowStatus });
       }
-      return { checked: candidates.length, released };
+      // Safety net for the credit lifecycle: a grant whose signal-with-start failed (Temporal
+      // away) leaves lots past their end unbooked; nudge those customers' workflows.
+      const nudged: string[] = [];
+      if (deps.taskQueue) {
+        for (const customerId of await customersWithOverdueLots(deps.pool, now(), o.graceSeconds, o.limit ?? 500)) {
+          await notifyLifecycle(client, deps.taskQueue, { customerId });
+          nudged.push(customerId);
+        }
+      }
+      return { checked: candidates.length, released, lifecyclesNudged: nudged };
     },
   };
 }

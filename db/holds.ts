@@ -121,3 +121,13 @@ export async function overdueHolds(q: Queryable, now: Date, graceSeconds: number
   );
   return res.rows.map((r) => ({ customerId: r.customer_id, holdId: r.id, workflowId: r.workflow_id }));
 }
+
+/** Customers with lots past their end that are not booked yet (a lifecycle workflow missed them). */
+export async function customersWithOverdueLots(q: Queryable, now: Date, graceSeconds: number, limit: number): Promise<string[]> {
+  const res = await q.query<{ customer_id: string }>(
+    `SELECT DISTINCT customer_id FROM credit_lots
+      WHERE status IN ('active', 'depleted') AND expires_at < $1::timestamptz - make_interval(secs => $2) LIMIT $3`,
+    [now, graceSeconds, limit],
+  );
+  return res.rows.map((r) => r.customer_id);
+}

@@ -17,6 +17,6 @@ export function createWorker(s: WorkerSetup): Promise<Worker> {
     namespace: s.namespace,
     taskQueue: s.taskQueue,
     ...(s.workflowBundle ? { workflowBundle: s.workflowBundle } : { workflowsPath }),
-    activities: createActivities(s),
+    activities: createActivities({ ...s, taskQueue: s.taskQueue }),
   });
 }

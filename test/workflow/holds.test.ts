@@ -193,6 +193,28 @@ describe('reservation workflow (real Temporal dev server + Postgres)', () => {
     expect(await findViolations(pool)).toEqual([]);
   });
 
+  it('the sweeper restarts a lifecycle that a grant could not notify, so overdue lots get booked', async () => {
+    const id = `h-${randomUUID().slice(0, 8)}`;
+    await createCustomer(pool, { id }, requestHash({ id }));
+    const g = await ledger.grant(
+      { customerId: id, key: `g:${id}`, requestHash: 'g' },
+      { amount: credits('3'), kind: 'promotional', expiresAt: new Date(Date.now() + 1000) },
+    ); // as if Temporal had been unreachable: no lifecycle workflow was started
+    await new Promise((res) => setTimeout(res, 1500));
+    const swept = await t.client.workflow.execute(holdSweeper, {
+      taskQueue: t.taskQueue,
+      workflowId: `sweep-${randomUUID()}`,
+      args: [{ graceSeconds: 0 }],
+    });
+    expect(swept.lifecyclesNudged).toContain(id);
+    const status = async () =>
+      (await pool.query<{ status: string }>(`SELECT status FROM credit_lots WHERE id = $1`, [g.result.lot.id])).rows[0]!
+        .status;
+    for (let i = 0; i < 50 && (await status()) !== 'expired'; i++) await new Promise((res) => setTimeout(res, 200));
+    expect(await status()).toBe('expired');
+    await t.client.workflow.getHandle(`wallet:${id}`).terminate('test done');
+  });
+
   it('workflows carry the CustomerId search attribute (visibility query)', async () => {
     const c = await customer('5');
     const r = await reserve(c, '1');

@@ -4,7 +4,7 @@ import type { Ledger } from '../ledger/ledger';
 import type { Logger } from '../lib/logger';
 import { authenticate } from './auth';
 import { createMetrics } from './metrics';
-import { buildOpenApi } from './openapi';
+import { buildOpenApi, renderDocs } from './openapi';
 import { errorHandler, HttpProblem, problem } from './problem';
 import { customerRoutes } from './routes/customers';
 import { grantRoutes } from './routes/grants';
@@ -70,6 +70,11 @@ export function createApp(deps: AppDeps): express.Express {
   });
   app.get('/openapi.json', (_req, res) => {
     res.json(openapi);
+  });
+  // A self-contained reference page (no CDN: deployments may be offline).
+  const docs = renderDocs(openapi);
+  app.get('/docs', (_req, res) => {
+    res.type('html').send(docs);
   });
 
   const v1 = express.Router();

@@ -127,6 +127,31 @@ export function buildOpenApi(): object {
     ok: 200,
     schema: any,
   });
+  const holdPath = (method: 'post' | 'get', p: string, summary: string, body?: z.ZodType, ok = 200) =>
+    path({
+      method,
+      path: p,
+      summary,
+      request: {
+        ...(p.includes('{holdId}') ? { params: s.HoldParams } : {}),
+        ...(method === 'post' ? { headers: idem } : { query: s.HoldQuery }),
+        ...(body ? { body: json(body) } : {}),
+      },
+      ok,
+      schema: any,
+    });
+  holdPath(
+    'post',
+    '/v1/holds',
+    'Place a hold (answers after it is on the ledger; 402 with the shortfall)',
+    s.CreateHoldBody,
+    201,
+  );
+  holdPath('get', '/v1/holds/{holdId}', "A hold's current state");
+  holdPath('post', '/v1/holds/{holdId}/capture', 'Capture part of the held credits', s.CaptureBody);
+  holdPath('post', '/v1/holds/{holdId}/extend', 'Hold more credits and/or longer (402 when short)', s.ExtendBody);
+  holdPath('post', '/v1/holds/{holdId}/settle', 'Settle the final amount; release the rest', s.SettleBody);
+  holdPath('post', '/v1/holds/{holdId}/release', 'Release everything held (job cancelled)', s.ReleaseBody);
   for (const p of ['/healthz', '/readyz']) {
     reg.registerPath({
       method: 'get',
@@ -138,4 +163,24 @@ export function buildOpenApi(): object {
     openapi: '3.1.0',
     info: { title: 'creditflow', version: '1', description: 'Credit billing engine API' },
   });
+}
+
+const escape = (t: string) =>
+  t.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+
+/** A plain HTML index of the OpenAPI document: every operation with its summary. */
+export function renderDocs(doc: object): string {
+  const paths = (doc as { paths?: Record<string, Record<string, { summary?: string }>> }).paths ?? {};
+  const rows = Object.entries(paths)
+    .flatMap(([p, ops]) =>
+      Object.entries(ops).map(
+        ([method, op]) =>
+          `<tr><td><code>${method.toUpperCase()}</code></td><td><code>${escape(p)}</code></td><td>${escape(op.summary ?? '')}</td></tr>`,
+      ),
+    )
+    .join('\n');
+  return `<!doctype html><html><head><meta charset="utf-8"><title>creditflow API</title>
+<style>body{font-family:system-ui,sans-serif;margin:2rem}td{padding:.2rem .8rem;border-bottom:1px solid #ddd}</style></head>
+<body><h1>creditflow API v1</h1><p>Machine-readable: <a href="/openapi.json">/openapi.json</a>. Auth: <code>Authorization: Bearer &lt;key&gt;</code>.</p>
+<table>${rows}</table></body></html>`;
 }

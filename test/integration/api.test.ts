@@ -93,6 +93,12 @@ describe('health, readiness, docs', () => {
     expect(r.body.components.schemas.Grant.properties.amount.pattern).toBeDefined();
   });
 
+  it('serves a docs page listing the operations', async () => {
+    const r = await get('/docs');
+    expect(r.status).toBe(200);
+    expect(r.text).toContain('/v1/customers/{id}/grants');
+  });
+
   it('serves Prometheus metrics', async () => {
     const r = await get('/metrics');
     expect(r.status).toBe(200);

@@ -150,11 +150,11 @@ async function main(): Promise<void> {
         e.quantity,
         new Date(),
         JSON.stringify(e.dimensions),
-        '1000',
+        '2000000',
         'default',
         1,
         randomUUID(),
-        'h',
+        sha256(e.id), // a 64-hex content hash, as ingestion stores
       );
       const b = i * 11;
       return `($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6},$${b + 7},$${b + 8},$${b + 9},$${b + 10},$${b + 11})`;

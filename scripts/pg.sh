@@ -33,7 +33,7 @@ case "$cmd" in
       log "PostgreSQL already running ($datadir)"; exit 0
     fi
     as_pg "$PG_BINDIR/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w -t 60 \
-      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200 -c fsync=${PG_FSYNC:-on} -c synchronous_commit=${PG_SYNC_COMMIT:-on}" start >/dev/null \
+      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200 -c fsync=${PG_FSYNC:-on} -c synchronous_commit=${PG_SYNC_COMMIT:-on} ${PG_EXTRA_OPTS:-}" start >/dev/null \
       || { log "PostgreSQL failed to start on port $port:"; tail -n 5 "$datadir/server.log" >&2; exit 1; }
     log "PostgreSQL listening on 127.0.0.1:$port"
     ;;

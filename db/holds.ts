@@ -123,7 +123,12 @@ export async function overdueHolds(q: Queryable, now: Date, graceSeconds: number
 }
 
 /** Customers with lots past their end that are not booked yet (a lifecycle workflow missed them). */
-export async function customersWithOverdueLots(q: Queryable, now: Date, graceSeconds: number, limit: number): Promise<string[]> {
+export async function customersWithOverdueLots(
+  q: Queryable,
+  now: Date,
+  graceSeconds: number,
+  limit: number,
+): Promise<string[]> {
   const res = await q.query<{ customer_id: string }>(
     `SELECT DISTINCT customer_id FROM credit_lots
       WHERE status IN ('active', 'depleted') AND expires_at < $1::timestamptz - make_interval(secs => $2) LIMIT $3`,

@@ -48,8 +48,12 @@ export async function idempotent(
     }
     send(res, reply);
   } finally {
-    if (locked) await client.query(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, [key]).catch(() => undefined);
-    client.release();
+    let broken = false;
+    if (locked) {
+      // A session lock must not outlive the request: if unlocking fails, drop the connection.
+      await client.query(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, [key]).catch(() => (broken = true));
+    }
+    client.release(broken);
   }
 }
 

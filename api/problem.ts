@@ -48,6 +48,8 @@ const DOMAIN_STATUS: Record<DomainErrorCode, number> = {
   HoldNotFound: 404,
   HoldNotActive: 422,
   HoldExists: 409,
+  HoldExpired: 422,
+  AmountTooLarge: 422,
 };
 
 export function validationProblem(error: z.ZodError, where: 'body' | 'query' | 'params' | 'header'): HttpProblem {

@@ -14,7 +14,9 @@ export type DomainErrorCode =
   | 'WalletFrozen'
   | 'HoldNotFound'
   | 'HoldNotActive'
-  | 'HoldExists';
+  | 'HoldExists'
+  | 'HoldExpired'
+  | 'AmountTooLarge';
 
 export class DomainError extends Error {
   constructor(

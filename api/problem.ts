@@ -78,7 +78,10 @@ export const domainProblem = (err: DomainError): HttpProblem =>
 
 export function sendProblem(res: Response, p: HttpProblem): void {
   for (const [k, v] of Object.entries(p.headers)) res.setHeader(k, v);
-  res.status(p.status).type('application/problem+json').send(JSON.stringify(problemBody(p)));
+  res
+    .status(p.status)
+    .type('application/problem+json')
+    .send(JSON.stringify(problemBody(p)));
 }
 
 /** Body-parser failures carry a `type`; map the ones a client can cause. */

@@ -268,7 +268,9 @@ export const PreviewBody = z
 // ---- holds ----
 const TtlSeconds = z.number().int().min(1).max(31_536_000);
 /** No colon: `hold:<customerId>:<holdId>` must name exactly one hold (customer ids may hold colons). */
-export const HoldId = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'holdId: 1–128 characters of A-Za-z0-9_.- (no colon)');
+export const HoldId = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,128}$/, 'holdId: 1–128 characters of A-Za-z0-9_.- (no colon)');
 export const CreateHoldBody = z
   .strictObject({
     customerId: CustomerId,

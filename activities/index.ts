@@ -79,11 +79,23 @@ function isInfrastructure(err: unknown): boolean {
 }
 
 /**
- * Test-only fault injection: with CREDITFLOW_TEST_CRASH_AFTER_COMMIT=<activity>, the worker process
- * dies right after that activity's ledger transaction committed, before Temporal hears of it.
+ * Test-only fault injection at a step's boundaries: with CREDITFLOW_TEST_CRASH=<activity>:before
+ * the worker process dies before that activity's ledger transaction starts; with `:after`, right
+ * after it committed, before Temporal hears of it. (CREDITFLOW_TEST_CRASH_AFTER_COMMIT=<activity>
+ * is the older spelling of `:after`.)
  */
-function crashPoint(activity: string): void {
-  if (process.env.CREDITFLOW_TEST_CRASH_AFTER_COMMIT === activity) process.kill(process.pid, 'SIGKILL');
+function crashPoint(activity: string, when: 'before' | 'after'): void {
+  const legacy = process.env.CREDITFLOW_TEST_CRASH_AFTER_COMMIT;
+  const spec = process.env.CREDITFLOW_TEST_CRASH || (legacy ? `${legacy}:after` : '');
+  if (spec === `${activity}:${when}`) process.kill(process.pid, 'SIGKILL');
+}
+
+/** Runs one ledger step between its two crash points. */
+async function step<T>(activity: string, fn: () => Promise<T>): Promise<T> {
+  crashPoint(activity, 'before');
+  const r = await domain(fn);
+  crashPoint(activity, 'after');
+  return r;
 }
 
 export interface HoldCommand {
@@ -115,40 +127,40 @@ export function createActivities(deps: ActivityDeps) {
     async placeHold(
       c: HoldCommand & { workflowId: string; amount: string; expiresAt: string; metadata?: Record<string, string> },
     ) {
-      const r = await domain(() =>
+      const r = await step('placeHold', () =>
         holds.place(cmd(c, c), { ...c, amount: credits(c.amount), expiresAt: new Date(c.expiresAt) }),
       );
-      crashPoint('placeHold');
       return r.result;
     },
 
     async captureHold(c: HoldCommand & { amount: string }) {
-      const r = await domain(() => holds.capture(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }));
-      crashPoint('captureHold');
+      const r = await step('captureHold', () =>
+        holds.capture(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }),
+      );
       return r.result;
     },
 
     async extendHold(c: HoldCommand & { amount?: string; expiresAt?: string }) {
-      const r = await domain(() =>
+      const r = await step('extendHold', () =>
         holds.extend(cmd(c, c), {
           holdId: c.holdId,
           amount: c.amount ? credits(c.amount) : undefined,
           expiresAt: c.expiresAt ? new Date(c.expiresAt) : undefined,
         }),
       );
-      crashPoint('extendHold');
       return r.result;
     },
 
     async settleHold(c: HoldCommand & { amount: string }) {
-      const r = await domain(() => holds.settle(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }));
-      crashPoint('settleHold');
+      const r = await step('settleHold', () =>
+        holds.settle(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }),
+      );
       return r.result;
     },
 
     /** `deadline` (the TTL release): only if the hold's deadline is still this one (no extend won). */
     async releaseHold(c: HoldCommand & { status: 'released' | 'expired'; ifActive?: boolean; deadline?: string }) {
-      const r = await domain(() =>
+      const r = await step('releaseHold', () =>
         holds.release(cmd(c, c), {
           holdId: c.holdId,
           status: c.status,
@@ -156,13 +168,12 @@ export function createActivities(deps: ActivityDeps) {
           ...(c.deadline ? { deadline: new Date(c.deadline) } : {}),
         }),
       );
-      crashPoint('releaseHold');
       return r.result;
     },
 
     /** Books the customer's expiries and renewals due at the workflow's `asOf`; returns what comes next. */
     async lifecycleTick(o: { customerId: string; asOf: string; alertLeadMs?: number }) {
-      return domain(() => lifecycle.tick(o.customerId, new Date(o.asOf), o.alertLeadMs));
+      return step('lifecycleTick', () => lifecycle.tick(o.customerId, new Date(o.asOf), o.alertLeadMs));
     },
 
     /**

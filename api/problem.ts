@@ -74,7 +74,7 @@ export function problemBody(p: HttpProblem): Record<string, unknown> {
 
 /** A domain error as its HTTP problem: the one map. */
 export const domainProblem = (err: DomainError): HttpProblem =>
-  problem(DOMAIN_STATUS[err.code], err.message, err.details);
+  problem(DOMAIN_STATUS[err.code], err.message, { ...err.details, code: err.code });
 
 export function sendProblem(res: Response, p: HttpProblem): void {
   for (const [k, v] of Object.entries(p.headers)) res.setHeader(k, v);

@@ -60,6 +60,8 @@ export interface ReserveRequest {
   ttlSeconds: number;
   metadata?: Record<string, string>;
   expiresAt?: string;
+  /** Continue the workflow as new after this many updates (default 1000; tests lower it). */
+  maxUpdates?: number;
 }
 
 export function reserveProblem(r: ReserveRequest): string | null {

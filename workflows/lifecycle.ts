@@ -33,8 +33,11 @@ export interface LifecycleState {
 export const lotsChangedSignal = defineSignal('lotsChanged');
 export const deadlinesQuery = defineQuery<LifecycleState>('deadlines');
 
+// Bounded: an outage longer than an hour fails the run visibly (Temporal UI); the hold sweeper's
+// safety net restarts lifecycles whose lots are overdue, so nothing is left unbooked for good.
 const { lifecycleTick } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
+  scheduleToCloseTimeout: '1 hour',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 

@@ -1,7 +1,12 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 
-const { sweepStrandedHolds } = proxyActivities<Activities>({ startToCloseTimeout: '5 minutes' });
+// Bounded: the next scheduled run (every 5 minutes) tries again.
+const { sweepStrandedHolds } = proxyActivities<Activities>({
+  startToCloseTimeout: '4 minutes',
+  scheduleToCloseTimeout: '4 minutes',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
 
 /**
  * No stranded credits: releases holds past their TTL whose reservation workflow no longer runs

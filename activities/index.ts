@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { credits } from '../domain/amount';
 import { DomainError, isRetryable } from '../domain/errors';
@@ -19,12 +19,27 @@ export interface ActivityDeps {
   taskQueue?: string;
 }
 
-/** Domain errors become typed ApplicationFailures: non-retryable unless a retry can fix them. */
+/** SQLSTATE classes a retry cannot cure: the request's data (22 data exception, 23 constraint). */
+const DATA_ERROR = /^2[23]/;
+/** Unexpected errors are retried this many times, then surface as a non-retryable failure. */
+const UNEXPECTED_ATTEMPTS = 5;
+
+/**
+ * Errors, classified: domain errors become typed, non-retryable ApplicationFailures (unless a retry
+ * can fix them); data errors are non-retryable; infrastructure errors (connection, pool timeout,
+ * serialization) are retried with the workflow's backoff; anything else is retried a few times,
+ * then fails visibly. An IdempotencyConflict in a workflow step is a bug: it is logged loudly.
+ */
 async function domain<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (err instanceof DomainError) {
+      if (err.code === 'IdempotencyConflict') {
+        log.error('ledger step met an IdempotencyConflict: its inputs changed between retries', {
+          message: err.message,
+        });
+      }
       throw ApplicationFailure.create({
         type: err.code,
         message: err.message,
@@ -32,16 +47,55 @@ async function domain<T>(fn: () => Promise<T>): Promise<T> {
         nonRetryable: !isRetryable(err),
       });
     }
+    const code = (err as { code?: unknown })?.code;
+    if (typeof code === 'string' && DATA_ERROR.test(code)) {
+      throw ApplicationFailure.create({ type: 'DataError', message: String(err), nonRetryable: true });
+    }
+    if (!isInfrastructure(err) && inActivity() && Context.current().info.attempt >= UNEXPECTED_ATTEMPTS) {
+      throw ApplicationFailure.create({ type: 'Unexpected', message: String(err), nonRetryable: true });
+    }
     throw err;
   }
 }
 
+function inActivity(): boolean {
+  try {
+    return Boolean(Context.current());
+  } catch {
+    return false;
+  }
+}
+
+/** Errors a later attempt may not meet: the database or the network was away. */
+function isInfrastructure(err: unknown): boolean {
+  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; i++) {
+    const code = typeof e.code === 'string' ? e.code : '';
+    if (/^(08|53|57P|40001|40P01)/.test(code) || /^E(CONN|PIPE|TIMEDOUT|HOSTUNREACH|AI_AGAIN)/.test(code)) return true;
+    if (/timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED/i.test(String(e.message)))
+      return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}
+
 /**
- * Test-only fault injection: with CREDITFLOW_TEST_CRASH_AFTER_COMMIT=<activity>, the worker process
- * dies right after that activity's ledger transaction committed, before Temporal hears of it.
+ * Test-only fault injection at a step's boundaries: with CREDITFLOW_TEST_CRASH=<activity>:before
+ * the worker process dies before that activity's ledger transaction starts; with `:after`, right
+ * after it committed, before Temporal hears of it. (CREDITFLOW_TEST_CRASH_AFTER_COMMIT=<activity>
+ * is the older spelling of `:after`.)
  */
-function crashPoint(activity: string): void {
-  if (process.env.CREDITFLOW_TEST_CRASH_AFTER_COMMIT === activity) process.kill(process.pid, 'SIGKILL');
+function crashPoint(activity: string, when: 'before' | 'after'): void {
+  const legacy = process.env.CREDITFLOW_TEST_CRASH_AFTER_COMMIT;
+  const spec = process.env.CREDITFLOW_TEST_CRASH || (legacy ? `${legacy}:after` : '');
+  if (spec === `${activity}:${when}`) process.kill(process.pid, 'SIGKILL');
+}
+
+/** Runs one ledger step between its two crash points. */
+async function step<T>(activity: string, fn: () => Promise<T>): Promise<T> {
+  crashPoint(activity, 'before');
+  const r = await domain(fn);
+  crashPoint(activity, 'after');
+  return r;
 }
 
 export interface HoldCommand {
@@ -73,48 +127,53 @@ export function createActivities(deps: ActivityDeps) {
     async placeHold(
       c: HoldCommand & { workflowId: string; amount: string; expiresAt: string; metadata?: Record<string, string> },
     ) {
-      const r = await domain(() =>
+      const r = await step('placeHold', () =>
         holds.place(cmd(c, c), { ...c, amount: credits(c.amount), expiresAt: new Date(c.expiresAt) }),
       );
-      crashPoint('placeHold');
       return r.result;
     },
 
     async captureHold(c: HoldCommand & { amount: string }) {
-      const r = await domain(() => holds.capture(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }));
-      crashPoint('captureHold');
+      const r = await step('captureHold', () =>
+        holds.capture(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }),
+      );
       return r.result;
     },
 
     async extendHold(c: HoldCommand & { amount?: string; expiresAt?: string }) {
-      const r = await domain(() =>
+      const r = await step('extendHold', () =>
         holds.extend(cmd(c, c), {
           holdId: c.holdId,
           amount: c.amount ? credits(c.amount) : undefined,
           expiresAt: c.expiresAt ? new Date(c.expiresAt) : undefined,
         }),
       );
-      crashPoint('extendHold');
       return r.result;
     },
 
     async settleHold(c: HoldCommand & { amount: string }) {
-      const r = await domain(() => holds.settle(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }));
-      crashPoint('settleHold');
+      const r = await step('settleHold', () =>
+        holds.settle(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }),
+      );
       return r.result;
     },
 
-    async releaseHold(c: HoldCommand & { status: 'released' | 'expired'; ifActive?: boolean }) {
-      const r = await domain(() =>
-        holds.release(cmd(c, c), { holdId: c.holdId, status: c.status, ifActive: c.ifActive }),
+    /** `deadline` (the TTL release): only if the hold's deadline is still this one (no extend won). */
+    async releaseHold(c: HoldCommand & { status: 'released' | 'expired'; ifActive?: boolean; deadline?: string }) {
+      const r = await step('releaseHold', () =>
+        holds.release(cmd(c, c), {
+          holdId: c.holdId,
+          status: c.status,
+          ifActive: c.ifActive,
+          ...(c.deadline ? { deadline: new Date(c.deadline) } : {}),
+        }),
       );
-      crashPoint('releaseHold');
       return r.result;
     },
 
     /** Books the customer's expiries and renewals due at the workflow's `asOf`; returns what comes next. */
     async lifecycleTick(o: { customerId: string; asOf: string; alertLeadMs?: number }) {
-      return domain(() => lifecycle.tick(o.customerId, new Date(o.asOf), o.alertLeadMs));
+      return step('lifecycleTick', () => lifecycle.tick(o.customerId, new Date(o.asOf), o.alertLeadMs));
     },
 
     /**

@@ -124,13 +124,14 @@ export function createApp(deps: AppDeps): express.Express {
   });
   v1.use(jsonBody({ limit: deps.bodyLimit ?? '1mb' }));
   v1.use(customerRoutes({ pool: deps.pool, clock }));
-  v1.use(grantRoutes({ ledger: deps.ledger, lifecycle: deps.lifecycle, logger: deps.logger }));
+  v1.use(grantRoutes({ ledger: deps.ledger, pool: deps.pool, lifecycle: deps.lifecycle, logger: deps.logger }));
   const resolver = new RateCardResolver();
   v1.use(meteringRoutes({ pool: deps.pool, ledger: deps.ledger, resolver, clock }));
   v1.use(rateCardRoutes({ pool: deps.pool, resolver, clock }));
   v1.use(
     holdRoutes({
       pool: deps.pool,
+      clock,
       holds: deps.holds ?? (() => Promise.reject(Object.assign(new Error('Temporal is not configured'), { code: 14 }))),
     }),
   );

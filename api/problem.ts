@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, Response } from 'express';
 import type { z } from 'zod';
 import { DomainError, type DomainErrorCode } from '../domain/errors';
 import type { Logger } from '../lib/logger';
+import { DependencyUnavailable } from '../lib/unavailable';
 
 /** RFC 9457 problem details. The only error shape the API ever sends. */
 export class HttpProblem extends Error {
@@ -61,21 +62,27 @@ export function validationProblem(error: z.ZodError, where: 'body' | 'query' | '
   return problem(400, `invalid ${where}`, { errors });
 }
 
+/** The JSON body of a problem; `status` is always the HTTP status number (extra fields cannot replace it). */
+export function problemBody(p: HttpProblem): Record<string, unknown> {
+  return {
+    ...p.extra,
+    type: `https://creditflow.dev/problems/${p.status}`,
+    title: p.title,
+    status: p.status,
+    ...(p.detail ? { detail: p.detail } : {}),
+  };
+}
+
+/** A domain error as its HTTP problem: the one map. */
+export const domainProblem = (err: DomainError): HttpProblem =>
+  problem(DOMAIN_STATUS[err.code], err.message, { ...err.details, code: err.code });
+
 export function sendProblem(res: Response, p: HttpProblem): void {
   for (const [k, v] of Object.entries(p.headers)) res.setHeader(k, v);
   res
     .status(p.status)
     .type('application/problem+json')
-    .send(
-      JSON.stringify({
-        type: `https://creditflow.dev/problems/${p.status}`,
-        title: p.title,
-        ...(p.detail ? { detail: p.detail } : {}),
-        ...p.extra,
-        // Last, so nothing in `extra` (a hold's own `status`, say) can replace the HTTP status.
-        status: p.status,
-      }),
-    );
+    .send(JSON.stringify(problemBody(p)));
 }
 
 /** Errors from express and its router (a path that is not valid percent-encoding, …) carry a 4xx `status`. */
@@ -94,7 +101,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     let p: HttpProblem | null = null;
     if (err instanceof HttpProblem) p = err;
-    else if (err instanceof DomainError) p = problem(DOMAIN_STATUS[err.code], err.message, err.details);
+    else if (err instanceof DomainError) p = domainProblem(err);
+    else if (err instanceof DependencyUnavailable)
+      p = new HttpProblem(503, TITLES[503]!, err.message, {}, { 'Retry-After': String(err.retryAfterSeconds) });
     else if (err && typeof err === 'object') p = fromHttpError(err);
     if (!p) {
       // Unknown failure: log it (no secrets: headers are redacted), answer without internals.

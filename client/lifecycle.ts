@@ -10,17 +10,20 @@ export async function notifyLifecycle(
   client: Client,
   taskQueue: string,
   input: LifecycleInput,
-  opts: { searchAttributes?: boolean } = {},
+  opts: { searchAttributes?: boolean; timeoutMs?: number } = {},
 ): Promise<string> {
   const workflowId = lifecycleWorkflowId(input.customerId);
-  await client.workflow.signalWithStart(creditLifecycle, {
-    workflowId,
-    taskQueue,
-    args: [input],
-    signal: lotsChangedSignal,
-    ...(opts.searchAttributes === false
-      ? {}
-      : { typedSearchAttributes: [{ key: CustomerIdKey, value: input.customerId }] }),
-  });
+  // Bounded: a grant must not wait on Temporal being away (the sweeper nudges missed lifecycles).
+  await client.withDeadline(Date.now() + (opts.timeoutMs ?? 3000), () =>
+    client.workflow.signalWithStart(creditLifecycle, {
+      workflowId,
+      taskQueue,
+      args: [input],
+      signal: lotsChangedSignal,
+      ...(opts.searchAttributes === false
+        ? {}
+        : { typedSearchAttributes: [{ key: CustomerIdKey, value: input.customerId }] }),
+    }),
+  );
   return workflowId;
 }

@@ -67,6 +67,8 @@ export function rateEvent(
   }
   const rule = findRule(rules, e.meter, e.dimensions);
   if (!rule) return { ok: false, reason: 'no_rate', detail: `no rule for meter ${e.meter} matches these dimensions` };
+  // Published cards refuse per = 0; a stored one must still price nothing rather than throw.
+  if (rule.per.m <= 0n) return { ok: false, reason: 'no_rate', detail: `the rule for meter ${e.meter} has per 0` };
   const micros = priceMicros(e.quantity, rule);
   if (micros > MAX_CREDITS_MICROS)
     return { ok: false, reason: 'too_large', detail: 'rated amount exceeds the maximum' };

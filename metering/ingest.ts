@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { formatCredits } from '../domain/amount';
+import { formatCredits, MAX_CREDITS_MICROS } from '../domain/amount';
 import { formatDecimal, parseDecimal, type Decimal } from '../domain/decimal';
 import { rateEvent } from '../domain/rating';
+import type { WalletRow } from '../db/customers';
 import { customerRateCards } from '../db/rate-cards';
 import { eventKey, findEvents, insertEvents, type NewEvent } from '../db/usage-events';
 import { postDebits, type Ledger } from '../ledger/ledger';
@@ -51,6 +52,34 @@ export interface EventResult {
   error?: EventError;
 }
 
+/** PostgreSQL text and jsonb cannot hold NUL, and UTF-8 cannot encode an unpaired surrogate. */
+function unstorable(s: string): string | null {
+  if (s.includes('\u0000')) return 'contains NUL (\\u0000), which cannot be stored';
+  if (!(s as string & { isWellFormed(): boolean }).isWellFormed())
+    return 'is not well-formed Unicode (unpaired surrogate), which cannot be stored';
+  return null;
+}
+
+/** The first string of the event the database would refuse, named by its field. */
+function unstorableField(raw: unknown): string | null {
+  if (!raw || typeof raw !== 'object') return null;
+  const o = raw as Record<string, unknown>;
+  for (const field of ['id', 'customerId', 'meter', 'quantity', 'timestamp']) {
+    const v = o[field];
+    const why = typeof v === 'string' ? unstorable(v) : null;
+    if (why) return `${field}: ${why}`;
+  }
+  if (o.dimensions && typeof o.dimensions === 'object') {
+    for (const [name, v] of Object.entries(o.dimensions)) {
+      const bad = unstorable(name);
+      if (bad) return `dimensions: a dimension name ${bad}`;
+      const why = typeof v === 'string' ? unstorable(v) : null;
+      if (why) return `dimensions.${name}: ${why}`;
+    }
+  }
+  return null;
+}
+
 /** Validates one event on its own, so one bad event never sinks the batch. */
 export function validateEvent(raw: unknown, index: number, now: Date): ValidEvent | EventResult {
   const id =
@@ -63,6 +92,8 @@ export function validateEvent(raw: unknown, index: number, now: Date): ValidEven
     status: 'rejected',
     error: { code: 'invalid', message },
   });
+  const bad = unstorableField(raw);
+  if (bad) return reject(bad);
   const p = EventSchema.safeParse(raw);
   if (!p.success) {
     const i = p.error.issues[0]!;
@@ -100,6 +131,22 @@ export function validateEvent(raw: unknown, index: number, now: Date): ValidEven
 const isValid = (e: ValidEvent | EventResult): e is ValidEvent => 'hash' in e;
 
 /**
+ * Why debiting `total` (this batch's usage so far for the wallet) would take the wallet beyond
+ * the amounts the API accepts, or null when it fits. Checked before the write, so a sum can
+ * never overflow int8 in the database.
+ */
+function beyondBounds(w: WalletRow, total: bigint): string | null {
+  if (total > MAX_CREDITS_MICROS)
+    return `usage of customer ${w.customerId} in this batch would exceed 9,000,000,000,000 credits`;
+  if (w.available - total < -MAX_CREDITS_MICROS)
+    return `the balance of customer ${w.customerId} would go below -9,000,000,000,000 credits`;
+  // Counted as if no lot paid any of it (lots can only lower the arrears): one cheap, safe bound.
+  if (w.arrears + total > MAX_CREDITS_MICROS)
+    return `the arrears of customer ${w.customerId} could exceed 9,000,000,000,000 credits`;
+  return null;
+}
+
+/**
  * Ingests a batch: validates each event, dedupes by (customerId, id), rates accepted events with
  * the card version in force at their timestamps, and debits them — all accepted events of the
  * request in ONE database transaction, one ledger transaction per customer.
@@ -131,6 +178,8 @@ export async function ingestEvents(
       const cardOf = (customerId: string) => cards.get(customerId) ?? DEFAULT_CARD;
       const resolve = await resolver.forNames(tx, [DEFAULT_CARD, ...cards.values()]);
       const seen = new Map<string, { hash: string; index: number }>();
+      // This request's usage per customer, in batch order: an event that would overflow it is rejected.
+      const perCustomer = new Map<string, bigint>();
       const accepted: { e: ValidEvent; micros: bigint; card: { name: string; version: number } }[] = [];
       for (const e of valid) {
         const key = eventKey(e.customerId, e.id);
@@ -173,14 +222,19 @@ export async function ingestEvents(
           reject(rated.reason, rated.detail);
           continue;
         }
+        const total = (perCustomer.get(e.customerId) ?? 0n) + rated.micros;
+        const over = beyondBounds(wallets.get(e.customerId)!, total);
+        if (over) {
+          reject('too_large', over);
+          continue;
+        }
+        perCustomer.set(e.customerId, total);
         seen.set(key, { hash: e.hash, index: e.index });
         accepted.push({ e, micros: rated.micros, card: { name: card.name, version: card.version } });
       }
       if (accepted.length === 0) return;
 
       // One ledger transaction per customer for this request.
-      const perCustomer = new Map<string, bigint>();
-      for (const a of accepted) perCustomer.set(a.e.customerId, (perCustomer.get(a.e.customerId) ?? 0n) + a.micros);
       const batchId = randomUUID();
       const order = [...perCustomer.keys()];
       const posted = await postDebits(

@@ -1,32 +1,44 @@
-import { Router, type Request, type Response } from 'express';
-import type { Outcome } from '../../ledger/ledger';
+import { Router, type Request } from 'express';
+import { DomainError, isRetryable } from '../../domain/errors';
 import { Ledger } from '../../ledger/ledger';
 import type { Logger } from '../../lib/logger';
 import { requestHash } from '../../lib/hash';
+import { composeKey } from '../../lib/ids';
 import { allow, GRANT_ROLES } from '../auth';
+import { idempotent, problemReply, type Reply } from '../idempotent';
+import { domainProblem } from '../problem';
 import { CustomerParams, GrantBody, IdempotencyKeyHeader, LotParams, VoidBody } from '../schemas';
 import { body, params, parse } from '../validate';
 
 /**
- * The ledger key is scoped by operation and customer, so two customers (or a grant and a void)
- * may use the same Idempotency-Key; the hash covers the route and the raw body.
+ * The HTTP key (and the ledger key under it) is scoped by operation and customer, so two
+ * customers (or a grant and a void) may use the same Idempotency-Key; the hash covers the route
+ * and the raw body. The ledger key stays as a second line: if a reply was never stored (crash
+ * after the commit), the retry gets the ledger's first result.
  */
 function command(req: Request, op: string, customerId: string, extra: Record<string, unknown> = {}) {
   const key = parse(IdempotencyKeyHeader, req.get('idempotency-key'), 'header');
   return {
     customerId,
-    key: `api:${op}:${customerId}:${key}`,
+    key: composeKey('api', op, customerId, key),
     requestHash: requestHash({ op, customerId, ...extra, body: req.body as unknown }),
   };
 }
 
-function reply<R>(res: Response, status: number, outcome: Outcome<R>) {
-  if (outcome.replayed) res.setHeader('Idempotent-Replayed', 'true');
-  res.status(status).json(outcome.result);
+/** Final domain outcomes are stored; a missing customer is not (it may exist on the next try). */
+async function outcome(fn: () => Promise<Reply>): Promise<Reply> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof DomainError && !isRetryable(err) && err.code !== 'CustomerNotFound')
+      return problemReply(domainProblem(err));
+    throw err;
+  }
 }
 
 export function grantRoutes(deps: {
   ledger: Ledger;
+  pool: Parameters<typeof idempotent>[0];
   lifecycle?: (customerId: string) => Promise<void>;
   logger?: Logger;
 }): Router {
@@ -36,24 +48,34 @@ export function grantRoutes(deps: {
     const { id } = params(CustomerParams, req);
     const b = body(GrantBody, req);
     const cmd = command(req, 'grant', id);
-    const outcome = await deps.ledger.grant(cmd, b);
-    // Lots with an end (expiry or period) get the customer's lifecycle workflow started or told.
-    // Best effort: the ledger never draws an expired lot, so a late workflow delays bookkeeping only.
-    if (outcome.result.lot.expiresAt && deps.lifecycle) {
-      await deps
-        .lifecycle(id)
-        .catch((err: unknown) =>
-          deps.logger?.warn({ err: String(err), customerId: id }, 'could not notify the lifecycle workflow'),
-        );
-    }
-    reply(res, 201, outcome);
+    await idempotent(deps.pool, res, cmd.key, cmd.requestHash, () =>
+      outcome(async () => {
+        const { result } = await deps.ledger.grant(cmd, b);
+        // Lots with an end (expiry or period) get the customer's lifecycle workflow started or told.
+        // Best effort and bounded: the ledger never draws an expired lot, and the sweeper nudges
+        // lifecycles that missed a lot, so a late workflow delays bookkeeping only.
+        if (result.lot.expiresAt && deps.lifecycle) {
+          await deps
+            .lifecycle(id)
+            .catch((err: unknown) =>
+              deps.logger?.warn({ err: String(err), customerId: id }, 'could not notify the lifecycle workflow'),
+            );
+        }
+        return { status: 201, body: result };
+      }),
+    );
   });
 
   r.post('/customers/:id/grants/:lotId/void', allow(GRANT_ROLES, { customerParam: 'id' }), async (req, res) => {
     const { id, lotId } = params(LotParams, req);
     const b = body(VoidBody, req);
     const cmd = command(req, 'void', id, { lotId });
-    reply(res, 200, await deps.ledger.voidLot(cmd, { lotId, reason: b.reason }));
+    await idempotent(deps.pool, res, cmd.key, cmd.requestHash, () =>
+      outcome(async () => ({
+        status: 200,
+        body: (await deps.ledger.voidLot(cmd, { lotId, reason: b.reason })).result,
+      })),
+    );
   });
 
   return r;

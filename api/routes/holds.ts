@@ -1,14 +1,16 @@
 import { Router, type Request } from 'express';
 import type { HoldsClient } from '../../client/holds';
 import { formatCredits } from '../../domain/amount';
-import { DomainError } from '../../domain/errors';
+import { customerNotFound, DomainError, isRetryable } from '../../domain/errors';
+import { customerExists } from '../../db/customers';
 import { getHold } from '../../db/holds';
 import type { Pool } from '../../db/pool';
 import { holdView } from '../../ledger/holds';
 import { requestHash, sha256 } from '../../lib/hash';
+import { composeKey } from '../../lib/ids';
 import { allow, READ_ROLES } from '../auth';
-import { idempotent, type Reply } from '../idempotent';
-import { problem } from '../problem';
+import { idempotent, problemReply, type Reply } from '../idempotent';
+import { domainProblem, problem } from '../problem';
 import {
   CaptureBody,
   CreateHoldBody,
@@ -22,32 +24,13 @@ import {
 import { body, params, parse, query } from '../validate';
 
 const DEFAULT_TTL = 3600;
-const PROBLEM: Record<string, number> = {
-  InsufficientCredits: 402,
-  HoldNotActive: 422,
-  HoldNotFound: 404,
-  HoldExists: 409,
-  InvalidRequest: 422,
-};
 
-/** Known outcomes become stored replies (so replays repeat them); anything else propagates. */
+/** Final domain outcomes become stored replies (so replays repeat them); anything else propagates. */
 async function outcome(fn: () => Promise<Reply>): Promise<Reply> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof DomainError && PROBLEM[err.code]) {
-      const status = PROBLEM[err.code]!;
-      return {
-        status,
-        body: {
-          type: `https://creditflow.dev/problems/${status}`,
-          title: err.code,
-          status,
-          detail: err.message,
-          ...err.details,
-        },
-      };
-    }
+    if (err instanceof DomainError && !isRetryable(err)) return problemReply(domainProblem(err));
     throw err;
   }
 }
@@ -58,18 +41,28 @@ function scope(req: Request, customerId: string) {
     throw problem(403, 'this key is scoped to another customer');
 }
 
-export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient> }): Router {
+type Op = 'capture' | 'extend' | 'settle' | 'release';
+
+/**
+ * Hold routes. Cheap checks against the ledger come first (unknown customer or hold, finished or
+ * expired hold), so nothing reaches Temporal that cannot succeed; the workflow and the ledger
+ * still decide, under their own locks.
+ */
+export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>; clock?: () => Date }): Router {
   const r = Router();
+  const clock = deps.clock ?? (() => new Date());
   const key = (req: Request) => parse(IdempotencyKeyHeader, req.get('idempotency-key'), 'header');
 
   r.post('/holds', allow(['service'], { scopedByHandler: true }), async (req, res) => {
     const b = body(CreateHoldBody, req);
     scope(req, b.customerId);
     const idem = key(req);
+    if (!(await customerExists(deps.pool, b.customerId))) throw customerNotFound(b.customerId);
     // Without a holdId, the Idempotency-Key names the hold, so a retry finds the same one.
     const holdId = b.holdId ?? `h_${sha256(`${b.customerId}\u0000${idem}`).slice(0, 32)}`;
     const amount = formatCredits(b.amount);
-    await idempotent(deps.pool, res, `api:hold:place:${b.customerId}:${idem}`, requestHash(req.body), () =>
+    const storeKey = composeKey('api', 'hold', 'place', b.customerId, idem);
+    await idempotent(deps.pool, res, storeKey, requestHash(req.body), () =>
       outcome(async () => {
         const holds = await deps.holds();
         const r = await holds.reserve({
@@ -80,18 +73,13 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
           metadata: b.metadata,
         });
         if (r.outcome === 'rejected') {
-          return {
-            status: 402,
-            body: {
-              type: 'https://creditflow.dev/problems/402',
-              title: 'Payment Required',
-              status: 402,
-              detail: `not enough credits to hold ${amount}`,
+          return problemReply(
+            problem(402, `not enough credits to hold ${amount}`, {
               reason: r.reason,
               available: r.available,
               shortfall: r.shortfall,
-            },
-          };
+            }),
+          );
         }
         if (r.hold.amount !== amount && r.hold.captured === '0') {
           throw new DomainError('HoldExists', `hold ${holdId} already exists with another amount`);
@@ -111,7 +99,7 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
   });
 
   const op = <B extends { customerId: string }>(
-    name: 'capture' | 'extend' | 'settle' | 'release',
+    name: Op,
     schema: Parameters<typeof body>[0],
     run: (holds: HoldsClient, holdId: string, b: B, updateId: string) => Promise<unknown>,
   ) =>
@@ -120,13 +108,18 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
       const b = body(schema, req) as B;
       scope(req, b.customerId);
       const idem = key(req);
-      const storeKey = `api:hold:${name}:${b.customerId}:${holdId}:${idem}`;
+      const storeKey = composeKey('api', 'hold', name, b.customerId, holdId, idem);
       await idempotent(deps.pool, res, storeKey, requestHash(req.body), () =>
         outcome(async () => {
           const h = await getHold(deps.pool, b.customerId, holdId);
           if (!h) throw new DomainError('HoldNotFound', `hold ${holdId} of customer ${b.customerId} does not exist`);
           if (h.status !== 'active')
-            throw new DomainError('HoldNotActive', `hold ${holdId} is ${h.status}`, { status: h.status });
+            throw new DomainError('HoldNotActive', `hold ${holdId} is ${h.status}`, { holdStatus: h.status });
+          // Past its deadline a hold can only go (release, or the TTL); the ledger checks this too.
+          if (name !== 'release' && h.expiresAt <= clock())
+            throw new DomainError('HoldExpired', `hold ${holdId} expired at ${h.expiresAt.toISOString()}`, {
+              expiresAt: h.expiresAt.toISOString(),
+            });
           return { status: 200, body: await run(await deps.holds(), holdId, b, sha256(storeKey)) };
         }),
       );

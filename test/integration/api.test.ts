@@ -352,7 +352,7 @@ describe('bad input on every endpoint gets a 4xx problem and writes nothing', ()
     expect(await snapshot()).toEqual(before);
   });
 
-  it('a grant that has already expired → 422, nothing written', async () => {
+  it('a grant that has already expired → 422, nothing written but the outcome kept for replays', async () => {
     const before = await snapshot();
     const r = await post(
       '/v1/customers/cust-a/grants',
@@ -360,7 +360,8 @@ describe('bad input on every endpoint gets a 4xx problem and writes nothing', ()
       { idem: fresh() },
     );
     expectProblem(r, 422);
-    expect(await snapshot()).toEqual(before);
+    // A final outcome is stored under its Idempotency-Key (a replay gets the same 422); nothing else.
+    expect(await snapshot()).toEqual({ ...before, http_idempotency: String(Number(before.http_idempotency) + 1) });
   });
 
   it('missing or malformed Idempotency-Key → 400', async () => {

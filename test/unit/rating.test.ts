@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { MAX_CREDITS_MICROS } from '../../domain/amount';
 import { addDecimal, decimal, formatDecimal, parseDecimal, type Decimal } from '../../domain/decimal';
 import { findRule, priceMicros, rateEvent, versionAt, type RateRule } from '../../domain/rating';
 
@@ -55,6 +56,29 @@ describe('rule matching', () => {
     });
     const only = [rule('img', '10', '1', { size: '1024' })];
     expect(rateEvent(only, { meter: 'img', quantity: decimal('1'), dimensions: { size: '512' } })).toMatchObject({
+      ok: false,
+      reason: 'no_rate',
+    });
+  });
+});
+
+describe('amounts beyond the maximum', () => {
+  const ev = (quantity: string) => ({ meter: 'm', quantity: decimal(quantity), dimensions: {} });
+  it('a quantity × price beyond int8 is a too_large outcome, not an exception or a wrapped number', () => {
+    const priciest = [rule('m', '999999999999999999.999999999999')];
+    expect(rateEvent(priciest, ev('999999999999999999.999999999999'))).toMatchObject({
+      ok: false,
+      reason: 'too_large',
+    });
+  });
+  it('exactly 9,000,000,000,000 credits is accepted; one µc more is too_large', () => {
+    const r = [rule('m', '1')];
+    expect(rateEvent(r, ev('9000000000000'))).toMatchObject({ ok: true, micros: MAX_CREDITS_MICROS });
+    expect(rateEvent(r, ev('9000000000000.000001'))).toMatchObject({ ok: false, reason: 'too_large' });
+    expect(rateEvent(r, ev('9000000000000.0000001'))).toMatchObject({ ok: false, reason: 'too_large' }); // rounds up
+  });
+  it('a stored rule with per 0 prices nothing instead of dividing by zero', () => {
+    expect(rateEvent([{ ...rule('m', '1'), per: { m: 0n, scale: 0 } }], ev('1'))).toMatchObject({
       ok: false,
       reason: 'no_rate',
     });

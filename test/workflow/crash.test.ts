@@ -9,6 +9,7 @@ import type { Pool } from '../../db/pool';
 import { createCustomer } from '../../ledger/customers';
 import { Ledger } from '../../ledger/ledger';
 import { requestHash } from '../../lib/hash';
+import { DependencyUnavailable } from '../../lib/unavailable';
 import { reservationWorkflowId } from '../../workflows';
 import { freshDatabase } from '../support/db';
 import { ROOT } from '../support/paths';
@@ -84,12 +85,16 @@ describe('crashes', () => {
     const a = startWorker({ CREDITFLOW_TEST_CRASH_AFTER_COMMIT: 'settleHold' });
     const placed = await t.holds.reserve({ customerId: c, holdId: 'job-1', amount: '40', ttlSeconds: 3600 });
     expect(placed.outcome).toBe('placed');
-    const settling = t.holds.settle(c, 'job-1', '25');
+    // The caller's retry uses the same update id (as the API does, from its Idempotency-Key).
+    const settle = () => t.holds.settle(c, 'job-1', '25', 'settle-job-1');
+    const settling = settle();
     settling.catch(() => undefined);
     await a.exited; // it killed itself after the commit
     expect(await txCount(c, 'hold_settle')).toBe(1); // committed, not yet recorded by the workflow
+    // No worker: the call gives up within its bound and says so (it does not hang).
+    await expect(settling).rejects.toBeInstanceOf(DependencyUnavailable);
     const b = startWorker();
-    const result = await settling; // the retried activity replays the stored result
+    const result = await settle(); // the retried activity replays the stored result
     expect(result).toMatchObject({ captured: '25', released: '15' });
     expect(await txCount(c, 'hold_settle')).toBe(1);
     expect((await getCustomer(pool, c))!.wallet).toMatchObject({ available: credits('75'), held: 0n });

@@ -9,7 +9,7 @@ import type { Pool } from '../../db/pool';
 import { createCustomer } from '../../ledger/customers';
 import { Ledger } from '../../ledger/ledger';
 import { requestHash } from '../../lib/hash';
-import { holdSweeper, reservationWorkflowId } from '../../workflows';
+import { captureUpdate, extendUpdate, holdSweeper, reservationWorkflowId } from '../../workflows';
 import { freshDatabase } from '../support/db';
 import { temporalHarness } from '../support/temporal';
 
@@ -132,9 +132,20 @@ describe('reservation workflow (real Temporal dev server + Postgres)', () => {
     const c = await customer('10');
     const r = await reserve(c, '5');
     if (r.outcome !== 'placed') throw new Error('not placed');
+    const handle = t.client.workflow.getHandle(reservationWorkflowId(c, r.hold.holdId));
     for (const bad of ['-1', '1e3', '0', 'abc']) {
+      // The typed client refuses it before Temporal; the workflow's validator refuses it too.
       await expect(t.holds.capture(c, r.hold.holdId, bad)).rejects.toBeInstanceOf(DomainError);
+      await expect(handle.executeUpdate(captureUpdate, { args: [{ amount: bad }] })).rejects.toMatchObject({
+        cause: { message: expect.stringMatching(/amount/) },
+      });
     }
+    await expect(handle.executeUpdate(extendUpdate, { args: [{ expiresAt: 'tomorrow' }] })).rejects.toMatchObject({
+      cause: { message: expect.stringMatching(/expiresAt/) },
+    });
+    const events = (await handle.fetchHistory()).events ?? [];
+    const accepted = events.map((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name);
+    expect(accepted.filter((n) => n && n !== 'place')).toEqual([]);
     await expect(t.holds.capture(c, r.hold.holdId, '6')).rejects.toMatchObject({ code: 'InvalidRequest' });
     await t.holds.release(c, r.hold.holdId);
   });

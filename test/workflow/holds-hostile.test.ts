@@ -1,0 +1,192 @@
+import { randomUUID } from 'node:crypto';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities';
+import { HoldsClient } from '../../client/holds';
+import { getHold } from '../../db/holds';
+import { findViolations } from '../../db/invariants';
+import { createPool, type Pool } from '../../db/pool';
+import { composeKey } from '../../lib/ids';
+import { reservationWorkflowId } from '../../workflows';
+import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { freshDatabase } from '../support/db';
+import { temporalHarness } from '../support/temporal';
+
+/**
+ * Holds under hostile use: bursts far above the API's pool, ids built to collide, unknown
+ * customers, operations after the deadline, and a TTL that fires while an extend is running.
+ */
+const API_POOL = 4;
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let pool: Pool;
+let apiPool: Pool;
+let t: Awaited<ReturnType<typeof temporalHarness>>;
+let worker: Worker | null = null;
+let running: Promise<void> | null = null;
+let api: TestApi;
+let admin: string;
+let service: string;
+let slowExtends = 0;
+
+/** The real activities; extendHold can be slowed down to hold the workflow's mutex across a deadline. */
+async function startWorker() {
+  const real = createActivities({ pool, temporal: () => Promise.resolve(t.client) });
+  worker = await Worker.create({
+    connection: await NativeConnection.connect({ address: t.address }),
+    taskQueue: t.taskQueue,
+    workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
+    activities: {
+      ...real,
+      extendHold: async (c: Parameters<typeof real.extendHold>[0]) => {
+        if (slowExtends > 0) await new Promise((r) => setTimeout(r, slowExtends));
+        return real.extendHold(c);
+      },
+    },
+  });
+  running = worker.run();
+}
+async function stopWorker() {
+  worker?.shutdown();
+  await running;
+  worker = null;
+}
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  pool = db.pool;
+  apiPool = createPool(db.url, API_POOL);
+  t = await temporalHarness(pool);
+  await startWorker();
+  api = await startApi(apiPool, {
+    holds: () => Promise.resolve(new HoldsClient(t.client, t.taskQueue, { timeoutMs: 4000 })),
+  });
+  admin = await makeKey(pool, 'admin');
+  service = await makeKey(pool, 'service');
+});
+afterAll(async () => {
+  await api.close();
+  await stopWorker();
+  await t.close();
+  await apiPool.end();
+  await db.drop();
+});
+
+async function customer(grant: string, id = `hh-${randomUUID().slice(0, 8)}`) {
+  expect((await call(api.url, 'POST', '/v1/customers', { key: admin, json: { id } })).status).toBe(201);
+  const g = await call(api.url, 'POST', `/v1/customers/${encodeURIComponent(id)}/grants`, {
+    key: admin,
+    json: { amount: grant, kind: 'purchased' },
+    headers: { 'idempotency-key': randomUUID() },
+  });
+  expect(g.status).toBe(201);
+  return id;
+}
+const post = (path: string, json: unknown, idem: string = randomUUID()) =>
+  call(api.url, 'POST', path, { key: service, json, headers: { 'idempotency-key': idem } });
+
+it(`a burst of ${3 * API_POOL * 4} concurrent captures/extends/settles/releases (3 × the pool each) is all answered`, async () => {
+  const n = 3 * API_POOL;
+  const c = await customer(String(4 * n * 2));
+  const ids = await Promise.all(
+    Array.from({ length: 4 * n }, async (_, i) => {
+      const r = await post('/v1/holds', { customerId: c, holdId: `b${i}`, amount: '2' });
+      expect(r.status).toBe(201);
+      return `b${i}`;
+    }),
+  );
+  const ops = ids.map((h, i) => {
+    switch (i % 4) {
+      case 0:
+        return post(`/v1/holds/${h}/capture`, { customerId: c, amount: '1' });
+      case 1:
+        return post(`/v1/holds/${h}/extend`, { customerId: c, ttlSeconds: 900 });
+      case 2:
+        return post(`/v1/holds/${h}/settle`, { customerId: c, amount: '1.5' });
+      default:
+        return post(`/v1/holds/${h}/release`, { customerId: c });
+    }
+  });
+  const started = Date.now();
+  const answers = await Promise.all(ops);
+  expect(Date.now() - started).toBeLessThan(60_000);
+  expect(answers.map((a) => a.status).filter((s) => s !== 200)).toEqual([]);
+  expect((await call(api.url, 'GET', '/readyz')).status).toBe(200);
+  expect((await call(api.url, 'GET', `/v1/customers/${c}`, { key: service })).status).toBe(200);
+  expect(await findViolations(pool)).toEqual([]);
+}, 120_000);
+
+it('ids built to collide stay apart: customer "P" + key "q:r" and customer "P:q" + key "r"', async () => {
+  expect(composeKey('api', 'P', 'q:r')).not.toBe(composeKey('api', 'P:q', 'r'));
+  const base = `cx${randomUUID().slice(0, 6)}`;
+  const a = await customer('10', base);
+  const b = await customer('10', `${base}:q`);
+  const first = await post('/v1/holds', { customerId: a, amount: '3' }, 'q:r');
+  const second = await post('/v1/holds', { customerId: b, amount: '4' }, 'r');
+  expect(first.status).toBe(201);
+  expect(second.status).toBe(201);
+  expect(second.headers.get('idempotent-replayed')).toBeNull();
+  expect(second.body).toMatchObject({ customerId: b, amount: '4' });
+  expect(second.body.holdId).not.toBe(first.body.holdId);
+  expect(first.body.workflowId).not.toBe(second.body.workflowId);
+  // A hold id may not contain ':' (it would make `hold:<customer>:<hold>` ambiguous).
+  expect((await post('/v1/holds', { customerId: a, holdId: 'q:r', amount: '1' })).status).toBe(400);
+});
+
+it('a hold for an unknown customer is a 404 before any workflow starts', async () => {
+  const r = await post('/v1/holds', { customerId: 'nobody-here', holdId: 'ghost', amount: '1' });
+  expect(r.status).toBe(404);
+  await expect(
+    t.client.workflow.getHandle(reservationWorkflowId('nobody-here', 'ghost')).describe(),
+  ).rejects.toBeInstanceOf(WorkflowNotFoundError);
+});
+
+it('a TTL that fires while an extend runs: the extend wins', async () => {
+  const c = await customer('10');
+  expect((await post('/v1/holds', { customerId: c, holdId: 'race', amount: '5', ttlSeconds: 3 })).status).toBe(201);
+  slowExtends = 3000; // the extend holds the workflow's mutex across the deadline
+  try {
+    await new Promise((r) => setTimeout(r, 1500));
+    const e = await post('/v1/holds/race/extend', { customerId: c, ttlSeconds: 600 });
+    expect(e.status).toBe(200);
+  } finally {
+    slowExtends = 0;
+  }
+  await new Promise((r) => setTimeout(r, 1000)); // the fired timer has had its turn
+  const h = (await getHold(pool, c, 'race'))!;
+  expect(h.status).toBe('active');
+  expect(h.expiresAt.getTime()).toBeGreaterThan(Date.now() + 500_000);
+  const releases = await pool.query(
+    `SELECT count(*)::int n FROM ledger_transactions WHERE customer_id = $1 AND type = 'hold_release'`,
+    [c],
+  );
+  expect(releases.rows[0].n).toBe(0);
+  expect((await post('/v1/holds/race/release', { customerId: c })).status).toBe(200);
+}, 60_000);
+
+it('past its deadline with no worker: settle/capture/extend → 422 HoldExpired at once; the TTL releases it later', async () => {
+  const c = await customer('10');
+  expect((await post('/v1/holds', { customerId: c, holdId: 'late', amount: '6', ttlSeconds: 2 })).status).toBe(201);
+  await stopWorker();
+  try {
+    await new Promise((r) => setTimeout(r, 2500));
+    for (const [op, body] of [
+      ['settle', { customerId: c, amount: '6' }],
+      ['capture', { customerId: c, amount: '1' }],
+      ['extend', { customerId: c, ttlSeconds: 60 }],
+    ] as const) {
+      const started = Date.now();
+      const r = await post(`/v1/holds/late/${op}`, body);
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(r.status).toBe(422);
+      expect(r.body).toMatchObject({ status: 422, code: 'HoldExpired' });
+    }
+    expect((await getHold(pool, c, 'late'))!.status).toBe('active'); // the timer has not run yet
+  } finally {
+    await startWorker();
+  }
+  const deadline = Date.now() + 20_000;
+  while ((await getHold(pool, c, 'late'))!.status === 'active' && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 200));
+  expect((await getHold(pool, c, 'late'))!).toMatchObject({ status: 'expired', captured: 0n });
+  expect(await findViolations(pool)).toEqual([]);
+}, 60_000);

@@ -1,16 +1,19 @@
-import express, { type RequestHandler } from 'express';
+import express, { type Request, type Router } from 'express';
 import type { Pool } from '../db/pool';
 import type { Ledger } from '../ledger/ledger';
 import type { Logger } from '../lib/logger';
 import { authenticate } from './auth';
+import { jsonBody } from './body';
 import { createMetrics } from './metrics';
 import { buildOpenApi, renderDocs } from './openapi';
-import { errorHandler, HttpProblem, problem } from './problem';
+import { errorHandler, HttpProblem } from './problem';
 import { customerRoutes } from './routes/customers';
 import { grantRoutes } from './routes/grants';
 import { meteringRoutes } from './routes/metering';
 import { rateCardRoutes } from './routes/rate-cards';
 import { holdRoutes } from './routes/holds';
+import { apiKeyRoutes } from './routes/api-keys';
+import { strictQuery } from './validate';
 import type { HoldsClient } from '../client/holds';
 import { RateCardResolver } from '../metering/rate-cards';
 
@@ -20,6 +23,8 @@ export interface AppDeps {
   logger: Logger;
   /** Resolves when Temporal answers; rejects otherwise. */
   temporalReady: () => Promise<void>;
+  /** Resolves when a worker polls the task queue; rejects otherwise. Part of /readyz when given. */
+  workerReady?: () => Promise<void>;
   /** The reservation client (over the process's one Temporal connection). */
   holds?: () => Promise<HoldsClient>;
   /** Starts or signals a customer's credit-lifecycle workflow. */
@@ -31,13 +36,41 @@ export interface AppDeps {
 const withTimeout = <T>(p: Promise<T>, ms: number) =>
   Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), ms).unref())]);
 
-/** JSON only: a body-carrying request with another content type is a 415 before anything parses it. */
-const requireJson: RequestHandler = (req, _res, next) => {
-  if (['POST', 'PUT', 'PATCH'].includes(req.method) && !req.is(['application/json', 'application/*+json'])) {
-    throw problem(415, 'the request body must be application/json');
+/** The router internals we read to answer 405 with Allow (express 5 / router 2). */
+interface Layer {
+  route?: { methods: Record<string, boolean> };
+  handle: { stack?: Layer[] };
+  match(path: string): { path: string } | false;
+}
+
+const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
+
+/** The methods some route of this router stack answers at `path` (empty: no such path). */
+function methodsAt(stack: Layer[], path: string, into = new Set<string>()): Set<string> {
+  for (const layer of stack) {
+    // Throws the router's own URIError (status 400) for a parameter that is not valid percent-encoding.
+    const m = layer.match(path);
+    if (!m) continue;
+    if (layer.route) {
+      for (const [method, on] of Object.entries(layer.route.methods)) if (on) into.add(method.toUpperCase());
+    } else if (layer.handle.stack) {
+      methodsAt(layer.handle.stack, path.slice(m.path.length) || '/', into);
+    }
   }
-  next();
-};
+  if (into.has('GET')) into.add('HEAD');
+  return into;
+}
+
+/** 404 for a path no route has, 405 (with Allow) for a method the path's routes lack; null when routable. */
+function routeProblem(router: Router, req: Request): HttpProblem | null {
+  const methods = methodsAt((router as unknown as { stack: Layer[] }).stack, req.path);
+  const where = `${req.baseUrl}${req.path}`;
+  if (methods.size === 0) return new HttpProblem(404, 'Not Found', `no route ${req.method} ${where}`);
+  // OPTIONS is answered by the router itself, from the same routes.
+  if (methods.has(req.method) || req.method === 'OPTIONS') return null;
+  const allow = [...methods].sort((a, b) => METHOD_ORDER.indexOf(a) - METHOD_ORDER.indexOf(b)).join(', ');
+  return new HttpProblem(405, 'Method Not Allowed', `${where} does not allow ${req.method}`, {}, { Allow: allow });
+}
 
 export function createApp(deps: AppDeps): express.Express {
   const app = express();
@@ -53,15 +86,18 @@ export function createApp(deps: AppDeps): express.Express {
     res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
-    const [pg, temporal] = await Promise.allSettled([
-      withTimeout(deps.pool.query('SELECT 1'), 2000),
-      withTimeout(deps.temporalReady(), 2000),
-    ]);
-    const checks = {
-      postgres: pg.status === 'fulfilled' ? 'up' : 'down',
-      temporal: temporal.status === 'fulfilled' ? 'up' : 'down',
+    const probes: Record<string, () => Promise<unknown>> = {
+      postgres: () => deps.pool.query('SELECT 1'),
+      temporal: deps.temporalReady,
+      ...(deps.workerReady ? { worker: deps.workerReady } : {}),
     };
-    const ready = checks.postgres === 'up' && checks.temporal === 'up';
+    const results = await Promise.allSettled(
+      Object.values(probes).map((probe) => withTimeout(Promise.resolve().then(probe), 2000)),
+    );
+    const checks = Object.fromEntries(
+      Object.keys(probes).map((name, i) => [name, results[i]!.status === 'fulfilled' ? 'up' : 'down']),
+    );
+    const ready = Object.values(checks).every((c) => c === 'up');
     if (!ready) res.setHeader('Retry-After', '5');
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
   });
@@ -79,10 +115,14 @@ export function createApp(deps: AppDeps): express.Express {
 
   const v1 = express.Router();
   v1.use(authenticate(deps.pool));
-  v1.use(requireJson);
-  v1.use(
-    express.json({ limit: deps.bodyLimit ?? '1mb', strict: true, type: ['application/json', 'application/*+json'] }),
-  );
+  v1.use(strictQuery);
+  // Before the body is read: a wrong method or path is refused whatever it carries.
+  v1.use((req, _res, next) => {
+    const p = routeProblem(v1, req);
+    if (p) throw p;
+    next();
+  });
+  v1.use(jsonBody({ limit: deps.bodyLimit ?? '1mb' }));
   v1.use(customerRoutes({ pool: deps.pool, clock }));
   v1.use(grantRoutes({ ledger: deps.ledger, pool: deps.pool, lifecycle: deps.lifecycle, logger: deps.logger }));
   const resolver = new RateCardResolver();
@@ -95,9 +135,15 @@ export function createApp(deps: AppDeps): express.Express {
       holds: deps.holds ?? (() => Promise.reject(Object.assign(new Error('Temporal is not configured'), { code: 14 }))),
     }),
   );
+  v1.use(apiKeyRoutes({ pool: deps.pool }));
   app.use('/v1', v1);
 
-  app.use((req, _res, next) => next(new HttpProblem(404, 'Not Found', `no route ${req.method} ${req.path}`)));
+  app.use((req, _res, next) => {
+    const p = routeProblem(app.router, req);
+    if (p) throw p;
+    if (req.method !== 'OPTIONS') throw new HttpProblem(404, 'Not Found', `no route ${req.method} ${req.path}`);
+    next();
+  });
   app.use(errorHandler(deps.logger));
   return app;
 }

@@ -12,27 +12,19 @@ declare module 'express-serve-static-core' {
   }
 }
 
-const CACHE_TTL_MS = 30_000;
-const CACHE_MAX = 10_000;
-
-/** Bearer API keys, stored as sha256 hashes; valid keys are cached briefly to keep auth off the hot path. */
+/**
+ * Bearer API keys, stored as sha256 hashes. Looked up on every request (one indexed query) rather
+ * than cached, so a revoked key is refused by every API process on its very next request.
+ */
 export function authenticate(pool: Pool): RequestHandler {
-  const cache = new Map<string, { principal: Principal; until: number }>();
   return async (req: Request, _res: Response, next: NextFunction) => {
     const header = req.get('authorization') ?? '';
-    const m = /^Bearer ([\x21-\x7e]{16,256})$/.exec(header);
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    const m = /^bearer +([\x21-\x7e]{16,256})$/i.exec(header);
     if (!m) throw unauthorized(header ? 'malformed Authorization header' : 'missing API key');
-    const hash = sha256(m[1]!);
-    const now = Date.now();
-    let hit = cache.get(hash);
-    if (!hit || hit.until < now) {
-      const row = await findApiKeyByHash(pool, hash);
-      if (!row) throw unauthorized('invalid API key');
-      if (cache.size >= CACHE_MAX) cache.clear();
-      hit = { principal: row, until: now + CACHE_TTL_MS };
-      cache.set(hash, hit);
-    }
-    req.principal = hit.principal;
+    const row = await findApiKeyByHash(pool, sha256(m[1]!));
+    if (!row) throw unauthorized('invalid API key');
+    req.principal = row;
     next();
   };
 }

@@ -23,6 +23,7 @@ const TITLES: Record<number, string> = {
   402: 'Payment Required',
   403: 'Forbidden',
   404: 'Not Found',
+  405: 'Method Not Allowed',
   409: 'Conflict',
   413: 'Content Too Large',
   415: 'Unsupported Media Type',
@@ -84,23 +85,16 @@ export function sendProblem(res: Response, p: HttpProblem): void {
     .send(JSON.stringify(problemBody(p)));
 }
 
-/** Body-parser failures carry a `type`; map the ones a client can cause. */
-function fromBodyParser(err: { type?: string; status?: number }): HttpProblem | null {
-  switch (err.type) {
-    case 'entity.parse.failed':
-      return problem(400, 'the request body is not valid JSON');
-    case 'entity.too.large':
-      return problem(413, 'the request body is too large');
-    case 'encoding.unsupported':
-    case 'charset.unsupported':
-      return problem(415, 'the request body must be UTF-8 JSON');
-    case 'request.aborted':
-    case 'request.size.invalid':
-    case 'stream.encoding.set':
-      return problem(400, 'the request body could not be read');
-    default:
-      return null;
-  }
+/** Errors from express and its router (a path that is not valid percent-encoding, …) carry a 4xx `status`. */
+function fromHttpError(err: object): HttpProblem | null {
+  const status = (err as { status?: unknown }).status ?? (err as { statusCode?: unknown }).statusCode;
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 400 || status > 499) return null;
+  if (err instanceof URIError)
+    return problem(400, 'the request path is not valid percent-encoded UTF-8', {
+      errors: [{ path: 'params', message: 'not valid percent-encoded UTF-8' }],
+    });
+  const expose = (err as { expose?: unknown }).expose === true;
+  return new HttpProblem(status, TITLES[status] ?? 'Error', expose ? (err as Error).message : undefined);
 }
 
 export function errorHandler(log: Logger): ErrorRequestHandler {
@@ -110,7 +104,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     else if (err instanceof DomainError) p = domainProblem(err);
     else if (err instanceof DependencyUnavailable)
       p = new HttpProblem(503, TITLES[503]!, err.message, {}, { 'Retry-After': String(err.retryAfterSeconds) });
-    else if (err && typeof err === 'object' && 'type' in err) p = fromBodyParser(err as { type?: string });
+    else if (err && typeof err === 'object') p = fromHttpError(err);
     if (!p) {
       // Unknown failure: log it (no secrets: headers are redacted), answer without internals.
       log.error({ err, method: req.method, path: req.path }, 'unhandled error');

@@ -1,6 +1,7 @@
 import { parseCredits } from '../domain/amount';
 import { parseDecimal } from '../domain/decimal';
 import { LOT_KINDS } from '../domain/lots';
+import { ROLES, type Role } from '../db/api-keys';
 import { z } from './zod';
 
 /** Credits as a decimal string (≤ 6 decimals, ≤ 9e12), parsed to bigint µc by the one codec. */
@@ -30,10 +31,20 @@ export const CustomerId = z
 
 export const LotId = z.uuid('must be a lot id (uuid)');
 
-/** RFC 3339 with an explicit offset; normalised to a Date. */
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
+const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
+
+/** RFC 3339 with an explicit offset; normalised to a Date within years 1–9999 (after the offset). */
 export const Timestamp = z.iso
   .datetime({ offset: true, message: 'must be an RFC 3339 timestamp, e.g. 2026-01-31T00:00:00Z' })
-  .transform((s) => new Date(s));
+  .transform((s, ctx) => {
+    const d = new Date(s);
+    if (!(d.getTime() >= EARLIEST && d.getTime() <= LATEST)) {
+      ctx.addIssue({ code: 'custom', message: 'must be between the years 1 and 9999 (UTC)' });
+      return z.NEVER;
+    }
+    return d;
+  });
 
 /** Small, flat metadata: bounded keys and values so hostile input cannot bloat rows. */
 export const Metadata = z
@@ -81,6 +92,12 @@ export const VoidBody = z.strictObject({ reason: z.string().min(1).max(500) }).o
 export const CustomerParams = z.strictObject({ id: CustomerId });
 export const LotParams = z.strictObject({ id: CustomerId, lotId: LotId });
 
+/** `?limit=&cursor=` as every list takes them. */
+const pageQuery = {
+  cursor: z.string().max(200).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+};
+
 export const LedgerQuery = z.strictObject({
   type: z
     .string()
@@ -88,8 +105,7 @@ export const LedgerQuery = z.strictObject({
     .optional(),
   from: Timestamp.optional(),
   to: Timestamp.optional(),
-  cursor: z.string().max(200).optional(),
-  limit: z.coerce.number().int().min(1).max(500).default(100),
+  ...pageQuery,
 });
 
 export const IdempotencyKeyHeader = z
@@ -291,3 +307,19 @@ export const ExtendBody = z
   });
 export const SettleBody = z.strictObject({ customerId: CustomerId, amount: NonNegativeCredits });
 export const ReleaseBody = z.strictObject({ customerId: CustomerId });
+
+// ---- API keys ----
+export const ApiKeyId = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'key id: 1–128 characters of A-Za-z0-9_.:-');
+export const ApiKeyParams = z.strictObject({ id: ApiKeyId });
+export const ApiKeyListQuery = z.strictObject(pageQuery);
+export const CreateApiKeyBody = z
+  .strictObject({
+    role: z.enum(ROLES as [Role, ...Role[]]),
+    customerId: CustomerId.optional(),
+    name: z.string().min(1).max(200).optional(),
+  })
+  .refine((k) => k.role !== 'viewer' || k.customerId !== undefined, {
+    message: 'a viewer key needs a customerId',
+    path: ['customerId'],
+  })
+  .openapi('CreateApiKey');

@@ -30,3 +30,52 @@ export async function findApiKeyByHash(q: Queryable, keyHash: string): Promise<A
   const r = res.rows[0];
   return r ? { id: r.id, role: r.role, customerId: r.customer_id, name: r.name } : null;
 }
+
+export interface ApiKeyView extends ApiKeyRow {
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+type ViewRow = {
+  id: string;
+  role: Role;
+  customer_id: string | null;
+  name: string | null;
+  created_at: Date;
+  revoked_at: Date | null;
+};
+const VIEW_COLUMNS = 'id, role, customer_id, name, created_at, revoked_at';
+const view = (r: ViewRow): ApiKeyView => ({
+  id: r.id,
+  role: r.role,
+  customerId: r.customer_id,
+  name: r.name,
+  createdAt: r.created_at,
+  revokedAt: r.revoked_at,
+});
+
+/** Keys oldest first (never the hashes); `after` is the id of the last key of the previous page. */
+export async function listApiKeys(q: Queryable, o: { after?: string; limit: number }): Promise<ApiKeyView[]> {
+  const res = await q.query<ViewRow>(
+    `SELECT ${VIEW_COLUMNS} FROM api_keys
+      WHERE $1::text IS NULL OR (created_at, id) > (SELECT created_at, id FROM api_keys WHERE id = $1)
+      ORDER BY created_at, id
+      LIMIT $2`,
+    [o.after ?? null, o.limit],
+  );
+  return res.rows.map(view);
+}
+
+export async function getApiKey(q: Queryable, id: string): Promise<ApiKeyView | null> {
+  const res = await q.query<ViewRow>(`SELECT ${VIEW_COLUMNS} FROM api_keys WHERE id = $1`, [id]);
+  return res.rows[0] ? view(res.rows[0]) : null;
+}
+
+/** Revokes a key (once: a second revoke keeps the first time); null when there is no such key. */
+export async function revokeApiKey(q: Queryable, id: string): Promise<ApiKeyView | null> {
+  const res = await q.query<ViewRow>(
+    `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING ${VIEW_COLUMNS}`,
+    [id],
+  );
+  return res.rows[0] ? view(res.rows[0]) : null;
+}

@@ -10,9 +10,8 @@ import { createCustomer } from '../../ledger/customers';
 import { lotView } from '../../ledger/views';
 import { requestHash } from '../../lib/hash';
 import { allow, CUSTOMER_WRITE_ROLES, READ_ROLES } from '../auth';
-import { problem } from '../problem';
 import { CreateCustomerBody, CustomerParams, LedgerQuery } from '../schemas';
-import { body, params, query } from '../validate';
+import { body, decodeCursor, encodeCursor, params, query } from '../validate';
 
 export function customerView(c: CustomerRow) {
   return {
@@ -31,12 +30,9 @@ export function customerView(c: CustomerRow) {
   };
 }
 
-const encodeCursor = (seq: bigint) => Buffer.from(`seq:${seq}`).toString('base64url');
-function decodeCursor(cursor: string): bigint {
-  const m = /^seq:([0-9]{1,19})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!m) throw problem(400, 'invalid cursor', { errors: [{ path: 'query.cursor', message: 'not a cursor' }] });
-  return BigInt(m[1]!);
-}
+const INT8_MAX = 2n ** 63n - 1n;
+const SEQ = 'seq';
+const isSeq = (v: string) => /^[0-9]{1,19}$/.test(v) && BigInt(v) <= INT8_MAX;
 
 export function customerRoutes(deps: { pool: Pool; clock: () => Date }): Router {
   const r = Router();
@@ -85,7 +81,7 @@ export function customerRoutes(deps: { pool: Pool; clock: () => Date }): Router 
   r.get('/customers/:id/ledger', allow(READ_ROLES, { customerParam: 'id' }), async (req, res) => {
     const { id } = params(CustomerParams, req);
     const q = query(LedgerQuery, req);
-    const beforeSeq = q.cursor ? decodeCursor(q.cursor) : undefined;
+    const beforeSeq = q.cursor ? BigInt(decodeCursor(SEQ, q.cursor, isSeq)) : undefined;
     if (!(await getCustomer(pool, id))) throw customerNotFound(id);
     const rows = await listTransactions(pool, id, {
       type: q.type,
@@ -104,7 +100,7 @@ export function customerRoutes(deps: { pool: Pool; clock: () => Date }): Router 
         idempotencyKey: t.idempotencyKey,
         entries: t.entries.map((e) => ({ account: e.account, lotId: e.lotId, amount: formatCredits(e.amount) })),
       })),
-      nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]!.seq) : null,
+      nextCursor: rows.length > q.limit ? encodeCursor(SEQ, page[page.length - 1]!.seq.toString()) : null,
     });
   });
 

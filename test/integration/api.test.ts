@@ -5,7 +5,7 @@ import { TemporalHandle } from '../../lib/temporal';
 import { createLogger } from '../../lib/logger';
 import { createPool } from '../../db/pool';
 import { freshDatabase } from '../support/db';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { call, makeKey, snapshotTables, startApi, type TestApi } from '../support/api';
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let pool: Pool;
@@ -44,15 +44,8 @@ const post = (path: string, json: unknown, o: { key?: string; idem?: string } = 
 let n = 0;
 const fresh = () => `k${++n}-${Date.now()}`;
 
-/** Row counts of every table a request could write. */
-async function snapshot() {
-  const r = await pool.query(
-    `SELECT (SELECT count(*) FROM customers) c, (SELECT count(*) FROM wallets) w, (SELECT count(*) FROM credit_lots) l,
-            (SELECT count(*) FROM ledger_transactions) t, (SELECT count(*) FROM ledger_entries) e,
-            (SELECT count(*) FROM idempotency_keys) k, (SELECT sum(version)::text FROM wallets) v`,
-  );
-  return r.rows[0];
-}
+/** Row counts of every table (and Σ wallet versions). */
+const snapshot = () => snapshotTables(pool);
 
 function expectProblem(res: { status: number; headers: Headers; body: any; text: string }, status: number) {
   expect(res.status).toBe(status);
@@ -81,6 +74,26 @@ describe('health, readiness, docs', () => {
     } finally {
       await other.close();
       await deadPool.end();
+    }
+  });
+
+  it('readyz includes the worker when a worker check is given: down (rejecting or hanging) → 503', async () => {
+    const cases: [string, () => Promise<void>, number, string][] = [
+      ['up', () => Promise.resolve(), 200, 'up'],
+      ['rejecting', () => Promise.reject(new Error('no pollers')), 503, 'down'],
+      ['hanging', () => new Promise<void>(() => undefined), 503, 'down'],
+    ];
+    for (const [, workerReady, status, worker] of cases) {
+      const other = await startApi(pool, { temporalReady: () => Promise.resolve(), workerReady });
+      try {
+        const started = Date.now();
+        const r = await call(other.url, 'GET', '/readyz');
+        expect(r.status).toBe(status);
+        expect(r.body.checks).toEqual({ postgres: 'up', temporal: 'up', worker });
+        expect(Date.now() - started).toBeLessThan(5000); // the 2 s timeout, not the hang
+      } finally {
+        await other.close();
+      }
     }
   });
 
@@ -339,7 +352,7 @@ describe('bad input on every endpoint gets a 4xx problem and writes nothing', ()
     expect(await snapshot()).toEqual(before);
   });
 
-  it('a grant that has already expired → 422, nothing written', async () => {
+  it('a grant that has already expired → 422, nothing written but the outcome kept for replays', async () => {
     const before = await snapshot();
     const r = await post(
       '/v1/customers/cust-a/grants',
@@ -347,7 +360,8 @@ describe('bad input on every endpoint gets a 4xx problem and writes nothing', ()
       { idem: fresh() },
     );
     expectProblem(r, 422);
-    expect(await snapshot()).toEqual(before);
+    // A final outcome is stored under its Idempotency-Key (a replay gets the same 422); nothing else.
+    expect(await snapshot()).toEqual({ ...before, http_idempotency: String(Number(before.http_idempotency) + 1) });
   });
 
   it('missing or malformed Idempotency-Key → 400', async () => {

@@ -47,11 +47,17 @@ export async function call(
   base: string,
   method: string,
   path: string,
-  o: { key?: string; json?: unknown; raw?: string; contentType?: string; headers?: Record<string, string> } = {},
+  o: {
+    key?: string;
+    json?: unknown;
+    raw?: string | Uint8Array;
+    contentType?: string;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<Call> {
   const headers: Record<string, string> = { ...o.headers };
   if (o.key) headers.authorization = `Bearer ${o.key}`;
-  let body: string | undefined;
+  let body: string | Uint8Array | undefined;
   if (o.raw !== undefined) body = o.raw;
   else if (o.json !== undefined) body = JSON.stringify(o.json);
   if (body !== undefined) headers['content-type'] = o.contentType ?? 'application/json';
@@ -64,4 +70,17 @@ export async function call(
     /* not JSON */
   }
   return { status: res.status, headers: res.headers, body: parsed, text };
+}
+
+/** Row counts of every table, and Σ wallet versions: equal before and after means a request wrote nothing. */
+export async function snapshotTables(pool: Pool): Promise<Record<string, string>> {
+  const tables = await pool.query<{ t: string }>(
+    `SELECT quote_ident(table_name) AS t FROM information_schema.tables
+      WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1`,
+  );
+  const counts = tables.rows.map(({ t }) => `(SELECT count(*) FROM ${t})::text AS ${t}`);
+  const r = await pool.query<Record<string, string>>(
+    `SELECT ${counts.join(', ')}, (SELECT coalesce(sum(version), 0)::text FROM wallets) AS wallet_versions`,
+  );
+  return r.rows[0]!;
 }

@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import { Router } from 'express';
+import { customerNotFound } from '../../domain/errors';
+import { getApiKey, insertApiKey, listApiKeys, revokeApiKey, type ApiKeyView } from '../../db/api-keys';
+import { customerExists } from '../../db/customers';
+import type { Pool } from '../../db/pool';
+import { sha256 } from '../../lib/hash';
+import { allow } from '../auth';
+import { problem } from '../problem';
+import { ApiKeyId, ApiKeyListQuery, ApiKeyParams, CreateApiKeyBody } from '../schemas';
+import { body, decodeCursor, encodeCursor, params, query } from '../validate';
+
+/** Never the secret nor its hash: the secret is shown once, in the response that creates it. */
+const keyView = (k: ApiKeyView) => ({
+  id: k.id,
+  role: k.role,
+  customerId: k.customerId,
+  name: k.name,
+  createdAt: k.createdAt.toISOString(),
+  revokedAt: k.revokedAt?.toISOString() ?? null,
+});
+
+const KEY = 'key';
+const isKeyId = (v: string) => ApiKeyId.safeParse(v).success;
+
+/** API keys (admin only). Auth reads the table on every request, so a revoke applies at once everywhere. */
+export function apiKeyRoutes(deps: { pool: Pool }): Router {
+  const r = Router();
+  const { pool } = deps;
+
+  r.post('/api-keys', allow([]), async (req, res) => {
+    const b = body(CreateApiKeyBody, req);
+    if (b.customerId !== undefined && !(await customerExists(pool, b.customerId))) throw customerNotFound(b.customerId);
+    const id = `key_${randomBytes(8).toString('hex')}`;
+    const secret = `cf_${b.role}_${randomBytes(24).toString('base64url')}`;
+    await insertApiKey(pool, {
+      id,
+      keyHash: sha256(secret),
+      role: b.role,
+      customerId: b.customerId ?? null,
+      name: b.name ?? null,
+    });
+    res.status(201).json({ ...keyView((await getApiKey(pool, id))!), key: secret });
+  });
+
+  r.get('/api-keys', allow([]), async (req, res) => {
+    const q = query(ApiKeyListQuery, req);
+    const after = q.cursor ? decodeCursor(KEY, q.cursor, isKeyId) : undefined;
+    const rows = await listApiKeys(pool, { after, limit: q.limit + 1 });
+    const page = rows.slice(0, q.limit);
+    res.json({
+      keys: page.map(keyView),
+      nextCursor: rows.length > q.limit ? encodeCursor(KEY, page[page.length - 1]!.id) : null,
+    });
+  });
+
+  r.delete('/api-keys/:id', allow([]), async (req, res) => {
+    const { id } = params(ApiKeyParams, req);
+    const k = await revokeApiKey(pool, id);
+    if (!k) throw problem(404, `API key ${id} does not exist`);
+    res.json(keyView(k));
+  });
+
+  return r;
+}

@@ -8,6 +8,7 @@ import { createLogger } from '../lib/logger';
 import { TemporalHandle } from '../lib/temporal';
 import { HoldsClient } from '../client/holds';
 import { notifyLifecycle } from '../client/lifecycle';
+import { assertWorkerPolling } from '../client/workers';
 import { createApp } from './app';
 
 /** Composition root of the API process. */
@@ -31,6 +32,8 @@ async function main(): Promise<void> {
     ledger: new Ledger(pool),
     logger: log,
     temporalReady: () => temporal.ready(),
+    // Hold operations need a worker: readiness says so when none polls the task queue.
+    workerReady: async () => assertWorkerPolling(await temporal.client(), config.TEMPORAL_TASK_QUEUE),
     lifecycle: async (customerId) => {
       await notifyLifecycle(await temporal.client(), config.TEMPORAL_TASK_QUEUE, { customerId });
     },

@@ -1,8 +1,8 @@
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 
-/** A live worker long-polls about once a minute; a poller silent for longer than this is gone. */
-const POLLER_FRESH_MS = 90_000;
+/** A live worker re-polls at least once a minute (seen: last access ≤ 60 s old); silent longer → gone. */
+const POLLER_FRESH_MS = 75_000;
 
 /**
  * Resolves when some worker polls the task queue (Temporal's own poller list), rejects otherwise:

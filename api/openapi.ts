@@ -200,6 +200,12 @@ const replayed: ResponseConfig['headers'] = {
 const idempotencyKey = z.object({
   'Idempotency-Key': s.IdempotencyKeyHeader.openapi({
     description: 'Retries with the same key and body replay the first answer; another body is a 409',
+    // One per named body example, so each example is a new request rather than a 409.
+    examples: [
+      '9b2f0c1e-1d7a-4c55-8f1e-0a6e3f5b7c21',
+      'c41d8e2a-5b3f-4e9a-9d07-6f2a1b8c3e54',
+      'e7a95f30-2c6d-4b18-a3f4-8d1e0c9b6a72',
+    ],
   }),
 });
 
@@ -211,6 +217,8 @@ interface Op {
   params?: z.ZodObject;
   query?: z.ZodObject;
   body?: z.ZodType;
+  /** Named request bodies: documentation, and the first requests a contract test sends. */
+  examples?: Record<string, { summary: string; value: object }>;
   idempotent?: boolean;
   ok: Record<number, ResponseConfig>;
   errors: ErrorStatus[];
@@ -241,7 +249,9 @@ export function buildOpenApi(): object {
         ...(o.params ? { params: o.params } : {}),
         ...(o.query ? { query: o.query } : {}),
         ...(o.idempotent ? { headers: idempotencyKey } : {}),
-        ...(o.body ? { body: { required: true, content: { 'application/json': { schema: o.body } } } } : {}),
+        ...(o.body
+          ? { body: { required: true, content: { 'application/json': { schema: o.body, examples: o.examples } } } }
+          : {}),
       },
       responses: { ...o.ok, ...Object.fromEntries(errors.map((e) => [e, ERRORS[e]])) },
     };
@@ -391,8 +401,16 @@ export function buildOpenApi(): object {
   });
 
   // Holds
-  const holdOp = (name: string, summary: string, b: z.ZodType, ok: ResponseConfig, errors: ErrorStatus[]) =>
+  const holdOp = (
+    name: string,
+    summary: string,
+    b: z.ZodType,
+    ok: ResponseConfig,
+    errors: ErrorStatus[],
+    examples?: Op['examples'],
+  ) =>
     v1({
+      examples,
       method: 'post',
       path: `/v1/holds/{holdId}/${name}`,
       summary,
@@ -411,6 +429,13 @@ export function buildOpenApi(): object {
     tags: ['holds'],
     idempotent: true,
     body: body.createHold,
+    examples: {
+      placed: {
+        summary: 'Hold 25 credits for 10 minutes',
+        value: { customerId: 'cust_42', amount: '25', ttlSeconds: 600 },
+      },
+      short: { summary: 'More than the customer has: 402', value: { customerId: 'cust_42', amount: '9000000000000' } },
+    },
     ok: { 201: json(r.HoldResponse, 'Held', replayed) },
     errors: [402, 404, 409, 422],
   });
@@ -424,13 +449,19 @@ export function buildOpenApi(): object {
     ok: { 200: json(r.HoldResponse, 'The hold') },
     errors: [404],
   });
-  holdOp('capture', 'Capture part of the held credits', body.capture, json(r.HoldResponse, 'Captured', replayed), []);
+  holdOp('capture', 'Capture part of the held credits', body.capture, json(r.HoldResponse, 'Captured', replayed), [], {
+    part: { summary: 'Capture 4 credits', value: { customerId: 'cust_42', amount: '4' } },
+  });
   holdOp(
     'extend',
     'Hold more credits and/or longer (402 when short)',
     body.extend,
     json(r.HoldResponse, 'Extended', replayed),
     [402],
+    {
+      longer: { summary: 'Keep it an hour more', value: { customerId: 'cust_42', ttlSeconds: 3600 } },
+      short: { summary: 'More than the customer has: 402', value: { customerId: 'cust_42', amount: '9000000000000' } },
+    },
   );
   holdOp(
     'settle',
@@ -438,6 +469,7 @@ export function buildOpenApi(): object {
     body.settle,
     json(r.SettleResponse, 'Settled', replayed),
     [],
+    { final: { summary: 'The job used 7 credits', value: { customerId: 'cust_42', amount: '7' } } },
   );
   holdOp(
     'release',
@@ -445,6 +477,7 @@ export function buildOpenApi(): object {
     body.release,
     json(r.ReleaseResponse, 'Released', replayed),
     [],
+    { cancelled: { summary: 'The job was cancelled', value: { customerId: 'cust_42' } } },
   );
 
   // API keys (admin)

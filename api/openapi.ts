@@ -1,167 +1,544 @@
-import { OpenApiGeneratorV31, OpenAPIRegistry, type RouteConfig } from '@asteasolutions/zod-to-openapi';
+import {
+  OpenApiGeneratorV31,
+  OpenAPIRegistry,
+  type ResponseConfig,
+  type RouteConfig,
+} from '@asteasolutions/zod-to-openapi';
+import * as r from './responses';
 import * as s from './schemas';
 import { z } from './zod';
+
+// ---- Request fields stated more exactly than their zod schemas' JSON Schema says. ----
+// Validation stays in schemas.ts; these only describe it (caps, > 0, key patterns) so clients
+// and generated tests see the real rules. Refinements (cross-field rules) go in descriptions.
+
+/** A strict copy of a request object with some fields described more exactly. */
+const over = (base: z.ZodObject, fields: z.ZodRawShape) => z.strictObject({ ...base.shape, ...fields });
+/** JSON Schema 2020-12 keywords the metadata type does not list; zod-to-openapi passes them through. */
+const keys = (k: { propertyNames: { pattern: string }; maxProperties: number; description: string }) =>
+  k as { description: string };
+const UPTO_MAX = '(?:[1-9][0-9]{0,11}|[1-8][0-9]{12})(?:\\.[0-9]{1,6})?|9000000000000(?:\\.0{1,6})?';
+/** "0." then 1–`digits` digits, not all zero (no lookahead: generators may not support it). */
+const fractionAboveZero = (digits: number) =>
+  `0\\.(?:${Array.from({ length: digits }, (_, k) => `0{${k}}[1-9][0-9]{0,${digits - 1 - k}}`).join('|')})`;
+const positive = z.string().openapi({
+  pattern: `^(?:${UPTO_MAX}|${fractionAboveZero(6)})$`,
+  description: 'credits: a decimal string > 0, at most 6 decimals, at most 9,000,000,000,000',
+  example: '1500',
+});
+const nonNegative = z.string().openapi({
+  pattern: `^(?:${UPTO_MAX}|0(?:\\.[0-9]{1,6})?)$`,
+  description: 'credits: a decimal string ≥ 0, at most 6 decimals, at most 9,000,000,000,000',
+  example: '0',
+});
+const DECIMAL = '(?:0|[1-9][0-9]{0,17})(?:\\.[0-9]{1,12})?';
+const decimal = (what: string) =>
+  z.string().openapi({
+    pattern: `^${DECIMAL}$`,
+    description: `${what}: a decimal string ≥ 0, at most 18 integer and 12 fractional digits`,
+    example: '2',
+  });
+const per = z
+  .union([
+    z.string().openapi({
+      pattern: `^(?:[1-9][0-9]{0,17}(?:\\.[0-9]{1,12})?|${fractionAboveZero(12)})$`,
+      description: 'units per price: a decimal string > 0',
+      example: '1000',
+    }),
+    z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  ])
+  .optional();
+const metadata = s.Metadata.openapi(
+  keys({
+    propertyNames: { pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+    maxProperties: 50,
+    description: 'at most 50 keys of 1–64 A-Za-z0-9_.-, values ≤ 500 characters',
+  }),
+).optional();
+const dimensions = (minLength: number) =>
+  z
+    .record(z.string(), z.string().min(minLength).max(128))
+    .openapi(
+      keys({
+        propertyNames: { pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+        maxProperties: 20,
+        description: 'at most 20 dimensions; names 1–64 of A-Za-z0-9_.-',
+      }),
+    )
+    .optional();
+const rules = z
+  .array(
+    over(s.RateRuleInput, { credits: decimal('credits'), per, dimensions: dimensions(1) }).openapi({
+      description: '`credits` credits per `per` units (default 1) of `meter` where the dimensions match ("*": any)',
+    }),
+  )
+  .min(1)
+  .max(1000)
+  .openapi({ description: '1–1,000 rules; no two with the same meter and dimensions' });
+const dateNote = 'Times are RFC 3339 with an explicit offset.';
+
+const body = {
+  customer: over(s.CreateCustomerBody, { metadata, overdraftLimit: nonNegative.optional() }).openapi('CreateCustomer', {
+    description: 'The same id again with the same body answers 200; with another body 409.',
+  }),
+  grant: over(s.GrantBody, { amount: positive, rolloverCap: nonNegative.optional() }).openapi('Grant', {
+    description: `expiresAt must be after effectiveAt; only an allowance may recur. ${dateNote}`,
+  }),
+  authorize: over(s.AuthorizeBody, { amount: positive }).openapi('Authorize'),
+  events: over(s.EventsBody, {
+    events: z
+      .array(
+        z
+          .strictObject({
+            id: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/),
+            customerId: s.CustomerId,
+            meter: s.Meter,
+            quantity: decimal('quantity'),
+            timestamp: z.iso.datetime({ offset: true }).optional(),
+            dimensions: dimensions(0),
+          })
+          .openapi({ description: 'Checked one by one: an invalid event is rejected in `results`, not a 400.' }),
+      )
+      .min(1)
+      .max(1000),
+  }).openapi('Events'),
+  rateCard: over(s.RateCardBody, { rules }).openapi('RateCard', { description: dateNote }),
+  preview: over(s.PreviewBody, {
+    draft: z.strictObject({ rules }),
+    events: z
+      .array(
+        z.strictObject({
+          meter: s.Meter,
+          quantity: decimal('quantity'),
+          timestamp: z.iso.datetime({ offset: true }).optional(),
+          dimensions: dimensions(0),
+        }),
+      )
+      .max(1000)
+      .optional(),
+  }).openapi('Preview', {
+    description: `Give events, or a customerId whose stored usage (from..to, default the last 30 days) to rate. ${dateNote}`,
+  }),
+  createHold: over(s.CreateHoldBody, { amount: positive, metadata }).openapi('CreateHold'),
+  capture: over(s.CaptureBody, { amount: positive }).openapi('Capture'),
+  extend: over(s.ExtendBody, { amount: positive.optional() }).openapi('Extend', {
+    description: 'Give amount (more credits to hold) and/or ttlSeconds (a new time to live).',
+  }),
+  settle: over(s.SettleBody, { amount: nonNegative }).openapi('Settle'),
+  release: s.ReleaseBody.openapi('Release'),
+  voidLot: s.VoidBody,
+  customerRateCard: s.CustomerRateCardBody.openapi('CustomerRateCardChoice'),
+  // TODO(api-keys): replace with the request schema in schemas.ts when the routes land.
+  apiKey: z
+    .strictObject({
+      role: z.enum(['admin', 'service', 'support', 'viewer']),
+      customerId: s.CustomerId.optional(),
+      name: z.string().min(1).max(200).optional(),
+    })
+    .openapi('CreateApiKey', { description: 'A viewer key needs a customerId; any key with one is scoped to it.' }),
+};
+
+const params = {
+  customer: s.CustomerParams,
+  lot: s.LotParams,
+  hold: z.strictObject({ holdId: s.HoldId.openapi({ example: 'job_1' }) }),
+  rateCard: z.strictObject({ name: s.RateCardName.openapi({ example: 'default' }) }),
+  apiKey: z.strictObject({ id: z.string().min(1).max(256) }),
+};
+
+const query = {
+  ledger: over(s.LedgerQuery, {
+    cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
+  }),
+  usage: over(s.UsageQuery, {
+    from: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .openapi({ description: 'inclusive; default 30 days before `to`; must be before `to`' }),
+    to: z.iso.datetime({ offset: true }).optional().openapi({ description: 'exclusive; default now' }),
+    groupBy: s.UsageQuery.shape.groupBy.openapi({
+      description: 'up to 6 comma-separated of: meter, day, or a dimension name (default meter)',
+    }),
+  }),
+  hold: s.HoldQuery,
+  rateCard: s.RateCardQuery,
+};
+
+// ---- Responses ----
+type ErrorStatus = 400 | 401 | 402 | 403 | 404 | 409 | 413 | 415 | 422 | 503;
+const PROBLEM = 'application/problem+json';
+const problem = (description: string, schema: z.ZodType = r.ProblemResponse, headers?: ResponseConfig['headers']) => ({
+  description,
+  content: { [PROBLEM]: { schema } },
+  ...(headers ? { headers } : {}),
+});
+const retryAfter: ResponseConfig['headers'] = {
+  'Retry-After': { schema: { type: 'integer' }, description: 'seconds' },
+};
+const ERRORS: Record<ErrorStatus, ResponseConfig> = {
+  400: problem('Invalid request: malformed JSON, an unknown field, a value out of range; `errors` lists each'),
+  401: problem('Missing, malformed or unknown API key', r.ProblemResponse, {
+    'WWW-Authenticate': { schema: { type: 'string' }, description: 'Bearer realm="creditflow"' },
+  }),
+  402: problem('Not enough credits (`available`, `shortfall`); nothing was held', r.InsufficientCreditsResponse),
+  403: problem("The key's role may not do this, or the key is scoped to another customer"),
+  404: problem('No such resource'),
+  409: problem('Conflict: the Idempotency-Key was used with another request or is still in flight, or a clash'),
+  413: problem('The request body is too large'),
+  415: problem('The request body is not application/json (UTF-8)'),
+  422: problem('Well-formed but impossible now (e.g. settle a released hold, void an inactive lot)'),
+  503: problem('A dependency (PostgreSQL or Temporal) is unavailable; retry later', r.ProblemResponse, retryAfter),
+};
+const json = (schema: z.ZodType, description: string, headers?: ResponseConfig['headers']): ResponseConfig => ({
+  description,
+  content: { 'application/json': { schema } },
+  ...(headers ? { headers } : {}),
+});
+const replayed: ResponseConfig['headers'] = {
+  'Idempotent-Replayed': { schema: { type: 'string', enum: ['true'] }, description: 'present on a replay' },
+};
+const idempotencyKey = z.object({
+  'Idempotency-Key': s.IdempotencyKeyHeader.openapi({
+    description: 'Retries with the same key and body replay the first answer; another body is a 409',
+    // One per named body example, so each example is a new request rather than a 409.
+    examples: [
+      '9b2f0c1e-1d7a-4c55-8f1e-0a6e3f5b7c21',
+      'c41d8e2a-5b3f-4e9a-9d07-6f2a1b8c3e54',
+      'e7a95f30-2c6d-4b18-a3f4-8d1e0c9b6a72',
+    ],
+  }),
+});
+
+interface Op {
+  method: 'get' | 'post' | 'put' | 'delete';
+  path: string;
+  summary: string;
+  description?: string;
+  params?: z.ZodObject;
+  query?: z.ZodObject;
+  body?: z.ZodType;
+  /** Named request bodies: documentation, and the first requests a contract test sends. */
+  examples?: Record<string, { summary: string; value: object }>;
+  idempotent?: boolean;
+  ok: Record<number, ResponseConfig>;
+  errors: ErrorStatus[];
+  tags: string[];
+}
 
 /** The OpenAPI document, generated from the same zod schemas that validate requests. */
 export function buildOpenApi(): object {
   const reg = new OpenAPIRegistry();
-  reg.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
-  const problems = Object.fromEntries(
-    [400, 401, 403, 404, 409, 413, 415, 422].map((code) => [
-      code,
-      { description: 'problem', content: { 'application/problem+json': { schema: s.Problem } } },
-    ]),
-  );
-  const json = (schema: z.ZodType) => ({ content: { 'application/json': { schema } } });
-  const idem = z.object({ 'Idempotency-Key': s.IdempotencyKeyHeader });
-  const path = (c: Omit<RouteConfig, 'responses'> & { ok: number; schema: z.ZodType }) => {
-    const { ok, schema, ...rest } = c;
-    reg.registerPath({
+  reg.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An API key: `Authorization: Bearer <key>`. Roles: admin, service, support, viewer.',
+  });
+
+  const v1 = (o: Op) => {
+    // Every /v1 operation can fail validation, authentication, authorisation or a dependency.
+    const always: ErrorStatus[] = [400, 401, 403, 503, ...(o.body ? ([413, 415] as ErrorStatus[]) : [])];
+    const errors = [...new Set([...always, ...o.errors])].sort((a, b) => a - b);
+    const config: RouteConfig = {
+      method: o.method,
+      path: o.path,
+      summary: o.summary,
+      ...(o.description ? { description: o.description } : {}),
+      tags: o.tags,
       security: [{ bearer: [] }],
-      ...rest,
-      responses: { [ok]: { description: 'ok', ...json(schema) }, ...problems },
-    });
+      request: {
+        ...(o.params ? { params: o.params } : {}),
+        ...(o.query ? { query: o.query } : {}),
+        ...(o.idempotent ? { headers: idempotencyKey } : {}),
+        ...(o.body
+          ? { body: { required: true, content: { 'application/json': { schema: o.body, examples: o.examples } } } }
+          : {}),
+      },
+      responses: { ...o.ok, ...Object.fromEntries(errors.map((e) => [e, ERRORS[e]])) },
+    };
+    reg.registerPath(config);
   };
-  path({
+
+  // Customers and wallets
+  v1({
     method: 'post',
     path: '/v1/customers',
     summary: 'Create a customer and its wallet',
-    request: { body: json(s.CreateCustomerBody) },
-    ok: 201,
-    schema: s.CustomerResponse,
+    tags: ['customers'],
+    body: body.customer,
+    ok: {
+      201: json(r.CustomerResponse, 'Created'),
+      200: json(r.CustomerResponse, 'Already exists with the same body'),
+    },
+    errors: [409, 422],
   });
-  path({
+  v1({
     method: 'get',
     path: '/v1/customers/{id}',
     summary: 'A customer and wallet summary',
-    request: { params: s.CustomerParams },
-    ok: 200,
-    schema: s.CustomerResponse,
+    tags: ['customers'],
+    params: params.customer,
+    ok: { 200: json(r.CustomerResponse, 'The customer') },
+    errors: [404],
   });
-  path({
+  v1({
     method: 'get',
     path: '/v1/customers/{id}/balance',
     summary: 'Balance with per-lot detail and the next expiry',
-    request: { params: s.CustomerParams },
-    ok: 200,
-    schema: s.BalanceResponse,
+    tags: ['customers'],
+    params: params.customer,
+    ok: { 200: json(r.BalanceResponse, 'The balance') },
+    errors: [404],
   });
-  path({
+  v1({
     method: 'get',
     path: '/v1/customers/{id}/ledger',
     summary: 'Ledger transactions, newest first, cursor-paginated',
-    request: { params: s.CustomerParams, query: s.LedgerQuery },
-    ok: 200,
-    schema: s.LedgerResponse,
+    description: `limit 1–500 (default 100); from inclusive, to exclusive. ${dateNote}`,
+    tags: ['customers'],
+    params: params.customer,
+    query: query.ledger,
+    ok: { 200: json(r.LedgerResponse, 'One page of transactions') },
+    errors: [404],
   });
-  path({
+
+  // Grants
+  v1({
     method: 'post',
     path: '/v1/customers/{id}/grants',
     summary: 'Grant a lot of credits',
-    request: { params: s.CustomerParams, headers: idem, body: json(s.GrantBody) },
-    ok: 201,
-    schema: s.GrantResponse,
+    tags: ['grants'],
+    params: params.customer,
+    idempotent: true,
+    body: body.grant,
+    ok: { 201: json(r.GrantResponse, 'Granted', replayed) },
+    errors: [404, 409, 422],
   });
-  path({
+  v1({
     method: 'post',
     path: '/v1/customers/{id}/grants/{lotId}/void',
     summary: "Void a lot's unused, unheld credits",
-    request: { params: s.LotParams, headers: idem, body: json(s.VoidBody) },
-    ok: 200,
-    schema: s.VoidResponse,
+    tags: ['grants'],
+    params: params.lot,
+    idempotent: true,
+    body: body.voidLot,
+    ok: { 200: json(r.VoidResponse, 'Voided', replayed) },
+    errors: [404, 409, 422],
   });
-  const any = z.object({}).passthrough();
-  path({
+
+  // Metering
+  v1({
     method: 'post',
     path: '/v1/events',
     summary: 'Ingest 1–1,000 usage events; each accepted, duplicate or rejected with a reason',
-    request: { body: json(s.EventsBody) },
-    ok: 200,
-    schema: any,
+    description:
+      "Each event's id is its idempotency key: the same id again is a duplicate, with another body a conflict.",
+    tags: ['metering'],
+    body: body.events,
+    ok: { 200: json(r.EventsResponse, 'One result per event') },
+    errors: [],
   });
-  path({
+  v1({
     method: 'post',
     path: '/v1/customers/{id}/authorize',
     summary: 'May this customer spend this amount now? (no write)',
-    request: { params: s.CustomerParams, body: json(s.AuthorizeBody) },
-    ok: 200,
-    schema: any,
+    tags: ['metering'],
+    params: params.customer,
+    body: body.authorize,
+    ok: { 200: json(r.AuthorizeResponse, 'The answer') },
+    errors: [404],
   });
-  path({
+  v1({
     method: 'get',
     path: '/v1/customers/{id}/usage',
     summary: 'Usage grouped by meter, day and dimensions',
-    request: { params: s.CustomerParams, query: s.UsageQuery },
-    ok: 200,
-    schema: any,
+    description: `from must be before to. ${dateNote}`,
+    tags: ['metering'],
+    params: params.customer,
+    query: query.usage,
+    ok: { 200: json(r.UsageResponse, 'The report') },
+    errors: [404],
   });
-  path({
+
+  // Rate cards
+  v1({
     method: 'put',
     path: '/v1/rate-cards/{name}',
-    summary: 'Publish a new immutable version of a rate card',
-    request: { params: s.RateCardParams, body: json(s.RateCardBody) },
-    ok: 201,
-    schema: any,
+    summary: 'Publish a new immutable version of a rate card (admin)',
+    tags: ['rate cards'],
+    params: params.rateCard,
+    body: body.rateCard,
+    ok: { 201: json(r.RateCardResponse, 'The new version') },
+    errors: [],
   });
-  path({
+  v1({
     method: 'get',
     path: '/v1/rate-cards/{name}',
     summary: 'A rate card version (latest by default)',
-    request: { params: s.RateCardParams, query: s.RateCardQuery },
-    ok: 200,
-    schema: any,
+    tags: ['rate cards'],
+    params: params.rateCard,
+    query: query.rateCard,
+    ok: { 200: json(r.RateCardResponse, 'The version') },
+    errors: [404],
   });
-  path({
+  v1({
     method: 'put',
     path: '/v1/customers/{id}/rate-card',
-    summary: "Set the customer's override rate card",
-    request: { params: s.CustomerParams, body: json(s.CustomerRateCardBody) },
-    ok: 200,
-    schema: any,
+    summary: "Set the customer's override rate card (admin)",
+    tags: ['rate cards'],
+    params: params.customer,
+    body: body.customerRateCard,
+    ok: { 200: json(r.CustomerRateCardResponse, 'Set') },
+    errors: [404, 422],
   });
-  path({
+  v1({
     method: 'post',
     path: '/v1/rate-cards/preview',
     summary: 'Rate usage under a draft card and the current one (no write)',
-    request: { body: json(s.PreviewBody) },
-    ok: 200,
-    schema: any,
+    tags: ['rate cards'],
+    body: body.preview,
+    ok: { 200: json(r.PreviewResponse, 'Per meter and in total') },
+    errors: [404],
   });
-  const holdPath = (method: 'post' | 'get', p: string, summary: string, body?: z.ZodType, ok = 200) =>
-    path({
-      method,
-      path: p,
+
+  // Holds
+  const holdOp = (
+    name: string,
+    summary: string,
+    b: z.ZodType,
+    ok: ResponseConfig,
+    errors: ErrorStatus[],
+    examples?: Op['examples'],
+  ) =>
+    v1({
+      examples,
+      method: 'post',
+      path: `/v1/holds/{holdId}/${name}`,
       summary,
-      request: {
-        ...(p.includes('{holdId}') ? { params: s.HoldParams } : {}),
-        ...(method === 'post' ? { headers: idem } : { query: s.HoldQuery }),
-        ...(body ? { body: json(body) } : {}),
+      tags: ['holds'],
+      params: params.hold,
+      idempotent: true,
+      body: b,
+      ok: { 200: ok },
+      errors: [404, 409, 422, ...errors],
+    });
+  v1({
+    method: 'post',
+    path: '/v1/holds',
+    summary: 'Place a hold (answers once it is on the ledger; 402 with the shortfall)',
+    description: 'ttlSeconds 1–31,536,000 (default 3600). Without holdId, the Idempotency-Key names the hold.',
+    tags: ['holds'],
+    idempotent: true,
+    body: body.createHold,
+    examples: {
+      placed: {
+        summary: 'Hold 25 credits for 10 minutes',
+        value: { customerId: 'cust_42', amount: '25', ttlSeconds: 600 },
       },
-      ok,
-      schema: any,
-    });
-  holdPath(
-    'post',
-    '/v1/holds',
-    'Place a hold (answers after it is on the ledger; 402 with the shortfall)',
-    s.CreateHoldBody,
-    201,
+      short: { summary: 'More than the customer has: 402', value: { customerId: 'cust_42', amount: '9000000000000' } },
+    },
+    ok: { 201: json(r.HoldResponse, 'Held', replayed) },
+    errors: [402, 404, 409, 422],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/holds/{holdId}',
+    summary: "A hold's current state",
+    tags: ['holds'],
+    params: params.hold,
+    query: query.hold,
+    ok: { 200: json(r.HoldResponse, 'The hold') },
+    errors: [404],
+  });
+  holdOp('capture', 'Capture part of the held credits', body.capture, json(r.HoldResponse, 'Captured', replayed), [], {
+    part: { summary: 'Capture 4 credits', value: { customerId: 'cust_42', amount: '4' } },
+  });
+  holdOp(
+    'extend',
+    'Hold more credits and/or longer (402 when short)',
+    body.extend,
+    json(r.HoldResponse, 'Extended', replayed),
+    [402],
+    {
+      longer: { summary: 'Keep it an hour more', value: { customerId: 'cust_42', ttlSeconds: 3600 } },
+      short: { summary: 'More than the customer has: 402', value: { customerId: 'cust_42', amount: '9000000000000' } },
+    },
   );
-  holdPath('get', '/v1/holds/{holdId}', "A hold's current state");
-  holdPath('post', '/v1/holds/{holdId}/capture', 'Capture part of the held credits', s.CaptureBody);
-  holdPath('post', '/v1/holds/{holdId}/extend', 'Hold more credits and/or longer (402 when short)', s.ExtendBody);
-  holdPath('post', '/v1/holds/{holdId}/settle', 'Settle the final amount; release the rest', s.SettleBody);
-  holdPath('post', '/v1/holds/{holdId}/release', 'Release everything held (job cancelled)', s.ReleaseBody);
-  for (const p of ['/healthz', '/readyz']) {
-    reg.registerPath({
-      method: 'get',
-      path: p,
-      responses: { 200: { description: 'ok' }, 503: { description: 'not ready' } },
-    });
-  }
+  holdOp(
+    'settle',
+    'Settle the final amount; release the rest',
+    body.settle,
+    json(r.SettleResponse, 'Settled', replayed),
+    [],
+    { final: { summary: 'The job used 7 credits', value: { customerId: 'cust_42', amount: '7' } } },
+  );
+  holdOp(
+    'release',
+    'Release everything held (job cancelled)',
+    body.release,
+    json(r.ReleaseResponse, 'Released', replayed),
+    [],
+    { cancelled: { summary: 'The job was cancelled', value: { customerId: 'cust_42' } } },
+  );
+
+  // API keys (admin)
+  v1({
+    method: 'post',
+    path: '/v1/api-keys',
+    summary: 'Create an API key; its secret is shown once (admin)',
+    tags: ['api keys'],
+    body: body.apiKey,
+    ok: { 201: json(r.CreatedApiKeyResponse, 'Created') },
+    errors: [404, 422],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/api-keys',
+    summary: 'List API keys, never their secrets (admin)',
+    tags: ['api keys'],
+    ok: { 200: json(r.ApiKeyListResponse, 'The keys') },
+    errors: [],
+  });
+  v1({
+    method: 'delete',
+    path: '/v1/api-keys/{id}',
+    summary: 'Revoke an API key, at once on every API process (admin)',
+    tags: ['api keys'],
+    params: params.apiKey,
+    ok: { 204: { description: 'Revoked' }, 200: json(r.RevokedApiKeyResponse, 'Revoked') },
+    errors: [404],
+  });
+
+  // Operations: no auth
+  const open = (path: string, summary: string, responses: Record<number, ResponseConfig>) =>
+    reg.registerPath({ method: 'get', path, summary, tags: ['operations'], security: [], responses });
+  open('/healthz', 'The process is up', { 200: json(r.HealthResponse, 'Up') });
+  open('/readyz', 'PostgreSQL and Temporal are reachable', {
+    200: json(r.ReadyResponse, 'Ready'),
+    503: json(r.ReadyResponse, 'Not ready', retryAfter),
+  });
+  open('/metrics', 'Prometheus metrics', {
+    200: {
+      description: 'Prometheus text exposition format',
+      content: { 'text/plain': { schema: { type: 'string' } } },
+    },
+  });
+  open('/openapi.json', 'This document', {
+    200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } },
+  });
+  open('/docs', 'A human-readable index of this document', {
+    200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } },
+  });
+
   return new OpenApiGeneratorV31(reg.definitions).generateDocument({
     openapi: '3.1.0',
-    info: { title: 'creditflow', version: '1', description: 'Credit billing engine API' },
+    info: {
+      title: 'creditflow',
+      version: '1',
+      description:
+        'Credit billing engine API. Credits are decimal strings (≤ 6 decimals); times RFC 3339. ' +
+        'Errors are application/problem+json (RFC 9457); a 5xx other than 503 is a bug.',
+    },
+    security: [{ bearer: [] }],
   });
 }
 

@@ -84,3 +84,30 @@ ensure_temporal() {
   log "no temporal CLI found; the SDK will download the dev server"
   TEMPORAL_BIN=""; export TEMPORAL_BIN
 }
+
+# Schemathesis (the OpenAPI contract test), pinned, from PyPI into a project-local venv.
+# It needs Python >= 3.11 with venv (Debian's python3-venv, installed with apt-get when root).
+SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
+ensure_schemathesis() {
+  local venv="$TOOLS/venv-schemathesis" py
+  if [ -x "$venv/bin/schemathesis" ] && compgen -G "$venv/lib/python*/site-packages/schemathesis-$SCHEMATHESIS_VERSION.dist-info" >/dev/null; then
+    return 0
+  fi
+  py="$(command -v python3 || true)"
+  if [ -z "$py" ] || ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    log "schemathesis needs python3 >= 3.11; the OpenAPI contract test will fail"; return 1
+  fi
+  log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI into .tools/venv-schemathesis"
+  rm -rf "$venv"
+  if ! "$py" -m venv "$venv" >/dev/null 2>&1; then
+    rm -rf "$venv"
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && "$py" -m venv "$venv" || { rm -rf "$venv"; return 1; }
+    else
+      log "python3 -m venv failed: install python3-venv"; return 1
+    fi
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" || {
+    log "could not install schemathesis; the OpenAPI contract test will fail"; rm -rf "$venv"; return 1
+  }
+}

@@ -1,0 +1,278 @@
+import { LOT_KINDS } from '../domain/lots';
+import { z } from './zod';
+
+/**
+ * Response shapes for the OpenAPI document only (nothing parses responses with them). Objects are
+ * open (more fields are welcome, API.md) but every field the server always sends is required.
+ */
+
+const credits = (description: string) =>
+  z.string().openapi({ pattern: '^(0|[1-9][0-9]*)(\\.[0-9]{1,6})?$', description, example: '1500' });
+const signedCredits = (description: string) =>
+  z.string().openapi({ pattern: '^-?(0|[1-9][0-9]*)(\\.[0-9]{1,6})?$', description, example: '-2.5' });
+const decimal = (description: string) =>
+  z.string().openapi({ pattern: '^-?(0|[1-9][0-9]*)(\\.[0-9]+)?$', description, example: '2' });
+const dateTime = () => z.iso.datetime({ offset: true });
+
+export const ProblemResponse = z
+  .object({
+    type: z.string().openapi({ format: 'uri' }),
+    title: z.string(),
+    status: z.number().int().min(400).max(599),
+    detail: z.string().optional(),
+    errors: z
+      .array(z.object({ path: z.string(), message: z.string() }))
+      .optional()
+      .openapi({ description: 'validation issues, one per field (400)' }),
+  })
+  .openapi('Problem', { description: 'RFC 9457 problem details; the only error shape' });
+
+export const InsufficientCreditsResponse = ProblemResponse.extend({
+  status: z.literal(402),
+  reason: z.enum(['insufficient_credits', 'arrears', 'frozen']).optional(),
+  available: credits('credits that could be held now'),
+  shortfall: credits('credits missing'),
+}).openapi('InsufficientCredits', { description: 'Not enough credits: nothing was held' });
+
+export const LotResponse = z
+  .object({
+    id: z.uuid(),
+    customerId: z.string(),
+    kind: z.enum(LOT_KINDS),
+    priority: z.number().int(),
+    original: credits('credits granted'),
+    remaining: credits('credits still available (unheld)'),
+    held: credits('credits held by active holds'),
+    effectiveAt: dateTime(),
+    expiresAt: dateTime().nullable(),
+    rolloverCap: credits('at most this much rolls over into the next period').nullable(),
+    recurrence: z
+      .object({ every: z.enum(['month', 'week', 'day']), count: z.number().int().min(1).optional() })
+      .nullable(),
+    cost: z.object({ amountMinor: z.number().int().min(0), currency: z.string() }).nullable(),
+    paymentReference: z.string().nullable(),
+    status: z.enum(['active', 'depleted', 'expired', 'voided', 'refunded']),
+    originLotId: z.uuid().nullable(),
+    renewsLotId: z.uuid().nullable(),
+    period: z.number().int().min(1),
+  })
+  .openapi('Lot');
+
+export const WalletResponse = z
+  .object({
+    available: signedCredits('spendable credits (negative only within an overdraft)'),
+    held: credits('credits reserved by active holds'),
+    arrears: credits('credits owed'),
+    overdraftLimit: credits('credits that may be spent beyond zero'),
+    status: z.enum(['active', 'frozen']),
+    version: z.string().openapi({ pattern: '^[0-9]+$', description: 'bumped by every wallet change' }),
+  })
+  .openapi('Wallet');
+
+export const CustomerResponse = z
+  .object({
+    id: z.string(),
+    name: z.string().nullable(),
+    metadata: z.record(z.string(), z.string()),
+    createdAt: dateTime(),
+    wallet: WalletResponse,
+  })
+  .openapi('Customer');
+
+export const BalanceResponse = z
+  .object({
+    customerId: z.string(),
+    available: signedCredits('spendable credits'),
+    held: credits('credits reserved by active holds'),
+    arrears: credits('credits owed'),
+    lots: z.array(LotResponse).openapi({ description: 'open lots in consumption order' }),
+    nextExpiry: z
+      .object({ at: dateTime(), amount: credits('unheld credits expiring then') })
+      .nullable()
+      .openapi({ description: 'the earliest future expiry with unheld credits, or null' }),
+  })
+  .openapi('Balance');
+
+export const LedgerResponse = z
+  .object({
+    transactions: z.array(
+      z.object({
+        id: z.string(),
+        type: z.string(),
+        createdAt: dateTime(),
+        reference: z.string().nullable(),
+        idempotencyKey: z.string(),
+        entries: z.array(
+          z.object({
+            account: z.string(),
+            lotId: z.uuid().nullable(),
+            amount: signedCredits('debit (negative) or credit (positive) of the account'),
+          }),
+        ),
+      }),
+    ),
+    nextCursor: z.string().nullable().openapi({ description: 'pass as ?cursor= for the next page; null at the end' }),
+  })
+  .openapi('Ledger');
+
+export const GrantResponse = z.object({ lot: LotResponse, transactionId: z.string() }).openapi('GrantResult');
+export const VoidResponse = z
+  .object({ lot: LotResponse, transactionId: z.string(), voided: credits('credits moved to voided') })
+  .openapi('VoidResult');
+
+export const EventsResponse = z
+  .object({
+    results: z.array(
+      z.object({
+        index: z.number().int().min(0),
+        id: z.string().nullable(),
+        status: z.enum(['accepted', 'duplicate', 'rejected']),
+        credits: credits('credits charged').optional(),
+        transactionId: z.string().optional(),
+        rateCard: z.object({ name: z.string(), version: z.number().int().min(1) }).optional(),
+        error: z
+          .object({
+            code: z.enum([
+              'invalid',
+              'forbidden',
+              'unknown_customer',
+              'unknown_meter',
+              'no_rate',
+              'conflict',
+              'too_large',
+            ]),
+            message: z.string(),
+          })
+          .optional(),
+      }),
+    ),
+  })
+  .openapi('EventResults', { description: 'one result per event, in request order' });
+
+export const AuthorizeResponse = z
+  .object({
+    customerId: z.string(),
+    amount: credits('the amount asked about'),
+    allowed: z.boolean(),
+    available: credits('credits drawable now'),
+    shortfall: credits('credits missing (0 when allowed)'),
+    reason: z.enum(['ok', 'insufficient_credits', 'arrears', 'frozen']),
+  })
+  .openapi('Authorization');
+
+export const UsageResponse = z
+  .object({
+    customerId: z.string(),
+    from: dateTime(),
+    to: dateTime(),
+    groupBy: z.array(z.string()),
+    rows: z.array(
+      z
+        .object({
+          meter: z.string().nullable().optional(),
+          day: z.iso.date().nullable().optional(),
+          quantity: decimal('total quantity'),
+          credits: credits('total credits charged'),
+          events: z.number().int().min(0),
+        })
+        .catchall(z.string().nullable())
+        .openapi({ description: 'one row per group; each grouped dimension is a field (null when absent)' }),
+    ),
+    total: credits('credits over all rows'),
+  })
+  .openapi('Usage');
+
+const StoredRule = z.object({
+  meter: z.string(),
+  dimensions: z.record(z.string(), z.string()),
+  credits: decimal('credits per `per` units'),
+  per: decimal('units'),
+});
+
+export const RateCardResponse = z
+  .object({
+    name: z.string(),
+    version: z.number().int().min(1),
+    effectiveFrom: dateTime(),
+    createdAt: dateTime(),
+    rules: z.array(StoredRule),
+  })
+  .openapi('RateCardVersion');
+
+export const CustomerRateCardResponse = z
+  .object({ customerId: z.string(), name: z.string() })
+  .openapi('CustomerRateCard');
+
+export const PreviewResponse = z
+  .object({
+    card: z
+      .object({ name: z.string(), version: z.number().int().min(1) })
+      .nullable()
+      .openapi({ description: 'the card in force now (the customer’s or default), null when none' }),
+    meters: z.array(
+      z.object({
+        meter: z.string(),
+        quantity: decimal('total quantity'),
+        events: z.number().int().min(0),
+        current: credits('credits under the current card'),
+        draft: credits('credits under the draft'),
+        difference: signedCredits('draft − current'),
+        unpricedCurrent: z.number().int().min(0),
+        unpricedDraft: z.number().int().min(0),
+      }),
+    ),
+    total: z.object({
+      current: credits('credits under the current card'),
+      draft: credits('credits under the draft'),
+      difference: signedCredits('draft − current'),
+    }),
+  })
+  .openapi('PreviewResult');
+
+export const HoldResponse = z
+  .object({
+    holdId: z.string(),
+    customerId: z.string(),
+    workflowId: z.string(),
+    status: z.enum(['active', 'settled', 'released', 'expired']),
+    amount: credits('credits asked for'),
+    held: credits('credits still held'),
+    captured: credits('credits captured so far'),
+    released: credits('credits released'),
+    expiresAt: dateTime(),
+    lots: z.array(z.object({ lotId: z.uuid(), held: credits('credits held on this lot') })),
+  })
+  .openapi('Hold');
+
+export const SettleResponse = z
+  .object({
+    status: z.literal('settled'),
+    captured: credits('credits captured in all'),
+    released: credits('credits given back'),
+    overage: credits('charged beyond the held amount (from available credits, arrears if none)'),
+    hold: HoldResponse,
+  })
+  .openapi('SettleResult');
+
+export const ReleaseResponse = z.object({ status: z.literal('released'), hold: HoldResponse }).openapi('ReleaseResult');
+
+const Role = z.enum(['admin', 'service', 'support', 'viewer']);
+export const ApiKeyResponse = z
+  .object({
+    id: z.string(),
+    role: Role,
+    customerId: z.string().nullable(),
+    name: z.string().nullable(),
+  })
+  .openapi('ApiKey', { description: 'an API key without its secret' });
+export const CreatedApiKeyResponse = z
+  .object({ id: z.string(), key: z.string().openapi({ description: 'the secret: shown once' }) })
+  .openapi('CreatedApiKey');
+export const RevokedApiKeyResponse = z.object({ id: z.string() }).openapi('RevokedApiKey');
+export const ApiKeyListResponse = z.object({ keys: z.array(ApiKeyResponse) }).openapi('ApiKeys');
+
+export const HealthResponse = z.object({ status: z.literal('ok') });
+export const ReadyResponse = z.object({
+  status: z.enum(['ready', 'not ready']),
+  checks: z.object({ postgres: z.enum(['up', 'down']), temporal: z.enum(['up', 'down']) }),
+});

@@ -128,14 +128,7 @@ const body = {
   release: s.ReleaseBody.openapi('Release'),
   voidLot: s.VoidBody,
   customerRateCard: s.CustomerRateCardBody.openapi('CustomerRateCardChoice'),
-  // TODO(api-keys): replace with the request schema in schemas.ts when the routes land.
-  apiKey: z
-    .strictObject({
-      role: z.enum(['admin', 'service', 'support', 'viewer']),
-      customerId: s.CustomerId.optional(),
-      name: z.string().min(1).max(200).optional(),
-    })
-    .openapi('CreateApiKey', { description: 'A viewer key needs a customerId; any key with one is scoped to it.' }),
+  apiKey: s.CreateApiKeyBody,
 };
 
 const params = {
@@ -495,6 +488,7 @@ export function buildOpenApi(): object {
     path: '/v1/api-keys',
     summary: 'List API keys, never their secrets (admin)',
     tags: ['api keys'],
+    query: s.ApiKeyListQuery,
     ok: { 200: json(r.ApiKeyListResponse, 'The keys') },
     errors: [],
   });
@@ -504,7 +498,7 @@ export function buildOpenApi(): object {
     summary: 'Revoke an API key, at once on every API process (admin)',
     tags: ['api keys'],
     params: params.apiKey,
-    ok: { 204: { description: 'Revoked' }, 200: json(r.RevokedApiKeyResponse, 'Revoked') },
+    ok: { 200: json(r.ApiKeyResponse, 'Revoked (revokedAt set; a second revoke keeps the first time)') },
     errors: [404],
   });
 

@@ -263,13 +263,19 @@ export const ApiKeyResponse = z
     role: Role,
     customerId: z.string().nullable(),
     name: z.string().nullable(),
+    createdAt: z.string(),
+    revokedAt: z.string().nullable(),
   })
   .openapi('ApiKey', { description: 'an API key without its secret' });
-export const CreatedApiKeyResponse = z
-  .object({ id: z.string(), key: z.string().openapi({ description: 'the secret: shown once' }) })
-  .openapi('CreatedApiKey');
-export const RevokedApiKeyResponse = z.object({ id: z.string() }).openapi('RevokedApiKey');
-export const ApiKeyListResponse = z.object({ keys: z.array(ApiKeyResponse) }).openapi('ApiKeys');
+export const CreatedApiKeyResponse = ApiKeyResponse.extend({
+  key: z.string().openapi({ description: 'the secret: shown once' }),
+}).openapi('CreatedApiKey');
+export const ApiKeyListResponse = z
+  .object({
+    keys: z.array(ApiKeyResponse),
+    nextCursor: z.string().nullable().openapi({ description: 'pass as ?cursor= for the next page; null at the end' }),
+  })
+  .openapi('ApiKeys');
 
 export const HealthResponse = z.object({ status: z.literal('ok') });
 export const ReadyResponse = z.object({

@@ -9,6 +9,7 @@ import { HoldLedger } from '../ledger/holds';
 import { LifecycleLedger } from '../ledger/lifecycle';
 import { Ledger } from '../ledger/ledger';
 import { requestHash } from '../lib/hash';
+import { failureKind } from '../lib/unavailable';
 
 export interface ActivityDeps {
   pool: Pool;
@@ -19,8 +20,8 @@ export interface ActivityDeps {
   taskQueue?: string;
 }
 
-/** SQLSTATE classes a retry cannot cure: the request's data (22 data exception, 23 constraint). */
-const DATA_ERROR = /^2[23]/;
+/** Serialization failure, deadlock: a retry cures them (the step is idempotent). */
+const isTransient = (err: unknown) => ['40001', '40P01'].includes(String((err as { code?: unknown })?.code));
 /** Unexpected errors are retried this many times, then surface as a non-retryable failure. */
 const UNEXPECTED_ATTEMPTS = 5;
 
@@ -47,11 +48,16 @@ async function domain<T>(fn: () => Promise<T>): Promise<T> {
         nonRetryable: !isRetryable(err),
       });
     }
-    const code = (err as { code?: unknown })?.code;
-    if (typeof code === 'string' && DATA_ERROR.test(code)) {
+    const kind = failureKind(err);
+    if (kind === 'data') {
       throw ApplicationFailure.create({ type: 'DataError', message: String(err), nonRetryable: true });
     }
-    if (!isInfrastructure(err) && inActivity() && Context.current().info.attempt >= UNEXPECTED_ATTEMPTS) {
+    if (
+      kind === 'other' &&
+      !isTransient(err) &&
+      inActivity() &&
+      Context.current().info.attempt >= UNEXPECTED_ATTEMPTS
+    ) {
       throw ApplicationFailure.create({ type: 'Unexpected', message: String(err), nonRetryable: true });
     }
     throw err;
@@ -64,18 +70,6 @@ function inActivity(): boolean {
   } catch {
     return false;
   }
-}
-
-/** Errors a later attempt may not meet: the database or the network was away. */
-function isInfrastructure(err: unknown): boolean {
-  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; i++) {
-    const code = typeof e.code === 'string' ? e.code : '';
-    if (/^(08|53|57P|40001|40P01)/.test(code) || /^E(CONN|PIPE|TIMEDOUT|HOSTUNREACH|AI_AGAIN)/.test(code)) return true;
-    if (/timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED/i.test(String(e.message)))
-      return true;
-    e = e.cause as typeof e;
-  }
-  return false;
 }
 
 /**

@@ -6,16 +6,20 @@ import { DEV_ADMIN_KEY, loadConfig } from '../lib/config';
 import { sha256 } from '../lib/hash';
 import { createLogger } from '../lib/logger';
 import { TemporalHandle } from '../lib/temporal';
+import { guardProcess } from '../lib/unavailable';
 import { HoldsClient } from '../client/holds';
 import { notifyLifecycle } from '../client/lifecycle';
 import { assertWorkerPolling } from '../client/workers';
 import { createApp } from './app';
 
+const SHUTDOWN_GRACE_MS = 5_000;
+
 /** Composition root of the API process. */
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger('creditflow-api', config.LOG_LEVEL);
-  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+  guardProcess(log);
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE, config.DATABASE_CONNECT_TIMEOUT_MS);
   const development = config.CREDITFLOW_MODE === 'development';
   await bootstrapKeys(pool, {
     adminKeyHash: config.CREDITFLOW_ADMIN_KEY ? sha256(config.CREDITFLOW_ADMIN_KEY) : undefined,
@@ -46,12 +50,22 @@ async function main(): Promise<void> {
       'API listening',
     );
   });
+  // Graceful: stop accepting, let in-flight requests finish for a bounded time, then cut them off.
+  let stopping = false;
   const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
     log.info({ signal }, 'shutting down API');
     server.close(() => {
       void Promise.allSettled([pool.end(), temporal.close()]).then(() => process.exit(0));
     });
-    setTimeout(() => process.exit(1), 10_000).unref();
+    server.closeIdleConnections();
+    setTimeout(() => {
+      log.warn('requests still in flight after the grace period; closing their connections');
+      server.closeAllConnections();
+    }, SHUTDOWN_GRACE_MS).unref();
+    // A handler stuck on the database keeps its pool client: pool.end() would wait for it.
+    setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS + 2_000).unref();
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));

@@ -2,7 +2,7 @@ import type { ErrorRequestHandler, Response } from 'express';
 import type { z } from 'zod';
 import { DomainError, type DomainErrorCode } from '../domain/errors';
 import type { Logger } from '../lib/logger';
-import { DependencyUnavailable } from '../lib/unavailable';
+import { DependencyUnavailable, isUnavailable } from '../lib/unavailable';
 
 /** RFC 9457 problem details. The only error shape the API ever sends. */
 export class HttpProblem extends Error {
@@ -107,16 +107,12 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     else if (err && typeof err === 'object') p = fromHttpError(err);
     if (!p) {
       // Unknown failure: log it (no secrets: headers are redacted), answer without internals.
-      log.error({ err, method: req.method, path: req.path }, 'unhandled error');
-      const code = (err as { code?: string })?.code;
-      const grpc = (err as { code?: unknown })?.code;
-      const dbDown =
-        code === 'ECONNREFUSED' ||
-        code === '57P01' ||
-        code === '57P03' ||
-        grpc === 14 ||
-        /Failed to connect/.test(String(err));
-      p = dbDown
+      const down = isUnavailable(err);
+      log[down ? 'warn' : 'error'](
+        { err, method: req.method, path: req.path },
+        down ? 'dependency down' : 'unhandled error',
+      );
+      p = down
         ? new HttpProblem(503, TITLES[503]!, 'a dependency is unavailable', {}, { 'Retry-After': '5' })
         : problem(500, 'an unexpected error occurred');
     }

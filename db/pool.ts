@@ -3,10 +3,25 @@ import pg from 'pg';
 export type Pool = pg.Pool;
 export type Tx = pg.PoolClient;
 
-export function createPool(connectionString: string, max = 20): Pool {
-  const pool = new pg.Pool({ connectionString, max, idleTimeoutMillis: 30_000 });
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * Waiting for a connection (opening one, or for a free slot) gives up after connectTimeoutMs, so a
+ * request fails fast (503) when Postgres is unreachable instead of hanging.
+ */
+export function createPool(connectionString: string, max = 20, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS): Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: connectTimeoutMs,
+  });
   // A dropped idle connection (e.g. Postgres restart) must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
+  // pg-pool listens for errors only while a client is idle: one dying while checked out (pg_ctl stop
+  // -m immediate mid-transaction) would emit an unhandled 'error' and kill the process. Its query
+  // fails anyway, and the pool discards it on release.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

@@ -1,4 +1,4 @@
-import { failureKind, type FailureKind } from './failure';
+import { failureKind, type FailureKind } from '../lib/unavailable';
 import type { EventResult } from './ingest';
 
 type Ingest = (events: unknown[], now: Date) => Promise<EventResult[]>;

@@ -2,6 +2,7 @@
 # A throw-away PostgreSQL cluster under a project data directory.
 #   pg.sh start <datadir> <port>   init (once) and start; idempotent
 #   pg.sh stop <datadir>           fast shutdown; idempotent
+#   pg.sh crash <datadir>          immediate shutdown (no checkpoint, crash recovery on next start): tests
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 ensure_postgres
@@ -40,8 +41,11 @@ case "$cmd" in
   stop)
     if [ -f "$datadir/postmaster.pid" ]; then as_pg "$PG_BINDIR/pg_ctl" -D "$datadir" -m fast -w stop >/dev/null || true; fi
     ;;
+  crash)
+    if [ -f "$datadir/postmaster.pid" ]; then as_pg "$PG_BINDIR/pg_ctl" -D "$datadir" -m immediate -w stop >/dev/null || true; fi
+    ;;
   status)
     as_pg "$PG_BINDIR/pg_ctl" -D "$datadir" status
     ;;
-  *) echo "usage: pg.sh start|stop|status <datadir> [port]" >&2; exit 2 ;;
+  *) echo "usage: pg.sh start|stop|crash|status <datadir> [port]" >&2; exit 2 ;;
 esac

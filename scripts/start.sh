@@ -1,38 +1,71 @@
 #!/usr/bin/env bash
 # npm start: provision everything (npm ci, PostgreSQL, Temporal CLI) and run creditflow locally:
-# a Postgres cluster and the Temporal dev server (with Web UI) under .data/dev, migrations, worker and API.
-# Ctrl-C / SIGTERM stops all of it; the next start reuses the same data.
+# a Postgres cluster and the Temporal dev server (with Web UI) under .data/dev, migrations, then the
+# worker and the API under scripts/supervise.ts, which restarts either one when it crashes.
+# Ctrl-C / SIGTERM — also during start-up — stops all of it within bounded time; the next start
+# reuses the same data.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 cd "$ROOT"
 
-ensure_node_modules
-log "building (tsc)"
-npx --no-install tsc -p tsconfig.build.json
-
 DATA_DIR="${CREDITFLOW_DATA_DIR:-$ROOT/.data/dev}"
-mkdir -p "$DATA_DIR"
 export CREDITFLOW_MODE="${CREDITFLOW_MODE:-development}"
 export PORT="${PORT:-3000}"
 TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
 TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"
 PG_PORT="${CREDITFLOW_PG_PORT:-5433}"
 
-pids=()
-started_pg=""
+# What is running, for cleanup. Each runs in its own session (setsid): a terminal's Ctrl-C, sent to
+# the whole foreground process group, reaches only this script, which then stops things in order.
+step_pid=""       # the start-up step running now (tsc, Postgres start, migrations, …)
+pg_state=""       # starting | up: Postgres is ours to stop
 temporal_pid=""
+supervisor_pid="" # it stops the worker and the API itself (SIGTERM, SIGKILL after 10 s)
+
+in_session() { if command -v setsid >/dev/null 2>&1; then exec setsid "$@"; else exec "$@"; fi; }
+alive() { kill -0 -- "-$1" 2>/dev/null || kill -0 "$1" 2>/dev/null; }
+
+stop_proc() { # pid seconds: SIGTERM its process group, SIGKILL whatever is left after the bound
+  local pid=$1 i
+  [ -n "$pid" ] || return 0
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < $2 * 10; i++)); do
+    alive "$pid" || break
+    sleep 0.1
+  done
+  if alive "$pid"; then
+    log "pid $pid still running after $2 s; killing it"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
 cleanup() {
-  trap - EXIT INT TERM
+  local rc=$?
+  trap - EXIT
+  trap '' INT TERM HUP # a second Ctrl-C must not cut the stop short (Postgres would stay up)
   log "stopping"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ -n "$temporal_pid" ]; then kill -TERM "$temporal_pid" 2>/dev/null || true; wait "$temporal_pid" 2>/dev/null || true; fi
-  if [ -n "$started_pg" ]; then bash "$ROOT/scripts/pg.sh" stop "$DATA_DIR/pg" || true; fi
+  # Postgres mid-start: let pg_ctl finish (bounded by its -t 60), then stop it the normal way.
+  if [ "$pg_state" = starting ] && [ -n "$step_pid" ]; then wait "$step_pid" 2>/dev/null || true; step_pid=""; fi
+  stop_proc "$step_pid" 10
+  stop_proc "$supervisor_pid" 20
+  stop_proc "$temporal_pid" 15
+  if [ -n "$pg_state" ]; then bash "$ROOT/scripts/pg.sh" stop "$DATA_DIR/pg" || true; fi
   log "stopped"
+  exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# A step in the background, so a signal is handled at once instead of after the step finishes.
+run_step() {
+  (in_session "$@") &
+  step_pid=$!
+  wait "$step_pid"
+  step_pid=""
+}
 
 wait_for_port() { # host port seconds pid
   local i
@@ -44,34 +77,39 @@ wait_for_port() { # host port seconds pid
   return 1
 }
 
+ensure_node_modules
+log "building (tsc)"
+run_step npx --no-install tsc -p tsconfig.build.json
+mkdir -p "$DATA_DIR"
+
 create_db=()
 if [ -z "${DATABASE_URL:-}" ]; then
   ensure_postgres
-  bash "$ROOT/scripts/pg.sh" start "$DATA_DIR/pg" "$PG_PORT"
-  started_pg=1
+  pg_state=starting
+  run_step bash "$ROOT/scripts/pg.sh" start "$DATA_DIR/pg" "$PG_PORT"
+  pg_state=up
   export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/creditflow"
   create_db=(--create-database)
 fi
 
 if [ -z "${TEMPORAL_ADDRESS:-}" ]; then
   ensure_temporal
-  TEMPORAL_PORT="$TEMPORAL_PORT" TEMPORAL_UI_PORT="$TEMPORAL_UI_PORT" TEMPORAL_DB_FILE="$DATA_DIR/temporal.db" \
-    TEMPORAL_LOG_FILE="$DATA_DIR/temporal.log" node dist/scripts/temporal-server.js &
+  (in_session env TEMPORAL_PORT="$TEMPORAL_PORT" TEMPORAL_UI_PORT="$TEMPORAL_UI_PORT" \
+    TEMPORAL_DB_FILE="$DATA_DIR/temporal.db" TEMPORAL_LOG_FILE="$DATA_DIR/temporal.log" \
+    node dist/scripts/temporal-server.js) &
   temporal_pid=$!
   wait_for_port 127.0.0.1 "$TEMPORAL_PORT" 120 "$temporal_pid" || { log "Temporal did not start; see $DATA_DIR/temporal.log"; exit 1; }
   export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT"
 fi
 
-node dist/scripts/migrate.js "${create_db[@]}"
+run_step node dist/scripts/migrate.js "${create_db[@]}"
 if [ "$CREDITFLOW_MODE" = development ]; then
   # Development convenience: the example card prices events out of the box (never overwrites a card).
-  node dist/cli/main.js rate-cards load --name default --file examples/rate-cards/default.yaml --if-missing
+  run_step node dist/cli/main.js rate-cards load --name default --file examples/rate-cards/default.yaml --if-missing
 fi
-node dist/worker/main.js &
-pids+=($!)
-node dist/api/main.js &
-pids+=($!)
-wait_for_port 127.0.0.1 "$PORT" 60 "${pids[1]}" || { log "API did not start"; exit 1; }
+(in_session node dist/scripts/supervise.js worker=dist/worker/main.js api=dist/api/main.js) &
+supervisor_pid=$!
+wait_for_port 127.0.0.1 "$PORT" 60 "$supervisor_pid" || { log "API did not start"; exit 1; }
 
 log "creditflow is up"
 log "  API          http://127.0.0.1:$PORT   (ready: /readyz, docs: /openapi.json)"
@@ -80,5 +118,7 @@ log "  Temporal     $TEMPORAL_ADDRESS (gRPC)"
 [ "$CREDITFLOW_MODE" = development ] && log "  dev admin key: cf_dev_admin_key_for_local_use_only (development mode only)"
 log "Ctrl-C stops everything"
 
-# Any process ending (or a signal) brings the whole stack down.
-wait -n "${pids[@]}" ${temporal_pid:+"$temporal_pid"} || true
+# The supervisor keeps the worker and the API up; if it or Temporal ends, the stack comes down.
+wait -n "$supervisor_pid" ${temporal_pid:+"$temporal_pid"} || true
+log "the supervisor or the Temporal dev server exited"
+exit 1

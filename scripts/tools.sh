@@ -8,6 +8,9 @@ TEMPORAL_CLI_VERSION="${TEMPORAL_CLI_VERSION:-1.5.1}"
 log() { printf '[creditflow] %s\n' "$*" >&2; }
 
 ensure_node_modules() {
+  # A symlinked node_modules is an install shared with another checkout (git worktrees): npm ci
+  # would empty the link's target for everyone, so it is never reinstalled from here.
+  [ -L "$ROOT/node_modules" ] && return 0
   if [ ! -d "$ROOT/node_modules" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
     log "installing npm dependencies (npm ci)"
     (cd "$ROOT" && npm ci --no-audit --no-fund)

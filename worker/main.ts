@@ -2,6 +2,7 @@ import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@tempor
 import { createPool } from '../db/pool';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
+import { guardProcess } from '../lib/unavailable';
 import { Client, Connection } from '@temporalio/client';
 import { ensureSchedules } from './schedules';
 import { createWorker } from './worker';
@@ -10,6 +11,7 @@ import { createWorker } from './worker';
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger('creditflow-worker', config.LOG_LEVEL);
+  guardProcess(log);
   Runtime.install({
     logger: new DefaultLogger('WARN', (entry) => {
       const level = entry.level.toLowerCase() as Lowercase<LogLevel>;
@@ -26,7 +28,7 @@ async function main(): Promise<void> {
       fn.call(log, entry.meta ?? {}, entry.message);
     }),
   });
-  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE, config.DATABASE_CONNECT_TIMEOUT_MS);
   const connection = await connectWithRetry(config.TEMPORAL_ADDRESS, log);
   const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });

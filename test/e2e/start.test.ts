@@ -1,40 +1,91 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
+import pg from 'pg';
 import { freePort } from '../support/ports';
 import { ROOT, TEST_DATA } from '../support/paths';
 
 /**
  * `npm start` end to end: the real script brings up Postgres, the Temporal dev server with its UI,
- * migrations, worker and API; SIGTERM stops all of it; a second start reuses the same data.
+ * migrations, and the worker and API under the supervisor; a SIGKILLed API comes back; SIGTERM —
+ * with a request in flight, or during start-up — stops every process it started; a second start
+ * reuses the same data.
  */
 const DEV_KEY = 'cf_dev_admin_key_for_local_use_only';
 let output = '';
 const tail = () => output.split('\n').slice(-25).join('\n');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(url: string, ok: (status: number) => boolean, ms: number, proc: ChildProcess): Promise<number> {
+async function until<T>(
+  what: () => T | undefined | Promise<T | undefined>,
+  ms: number,
+  label: string,
+  every = 250,
+): Promise<T> {
   const deadline = Date.now() + ms;
-  let last = 0;
   while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`start.sh exited early with ${proc.exitCode}:\n${tail()}`);
-    try {
-      last = (await fetch(url)).status;
-      if (ok(last)) return last;
-    } catch {
-      /* not up yet */
-    }
-    await new Promise((r) => setTimeout(r, 500));
+    const v = await what();
+    if (v !== undefined) return v;
+    await sleep(every);
   }
-  throw new Error(`${url} not ready in ${ms} ms (last status ${last}):\n${tail()}`);
+  throw new Error(`${label}: not within ${ms} ms:\n${tail()}`);
 }
 
-async function portClosed(port: number): Promise<boolean> {
-  try {
-    await fetch(`http://127.0.0.1:${port}/`);
-    return false;
-  } catch {
-    return true;
+async function waitFor(url: string, ok: (status: number) => boolean, ms: number, proc: ChildProcess): Promise<number> {
+  return until(
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`start.sh exited early with ${proc.exitCode}:\n${tail()}`);
+      const status = await fetch(url).then(
+        (r) => r.status,
+        () => 0,
+      );
+      return ok(status) ? status : undefined;
+    },
+    ms,
+    url,
+  );
+}
+
+/** A TCP connect, not HTTP: the Postgres and Temporal ports do not speak HTTP. */
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Every live process started by this start.sh: they all inherit its CREDITFLOW_DATA_DIR (a fresh
+ * directory per test), including the ones that daemonize (Postgres). Zombies count as gone.
+ */
+function processesOf(dataDir: string): { pid: number; cmd: string }[] {
+  const found: { pid: number; cmd: string }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const env = readFileSync(`/proc/${entry}/environ`, 'latin1').split('\0');
+      if (!env.includes(`CREDITFLOW_DATA_DIR=${dataDir}`)) continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      found.push({ pid: Number(entry), cmd: readFileSync(`/proc/${entry}/cmdline`, 'latin1').replace(/\0/g, ' ') });
+    } catch {
+      /* gone meanwhile, or not ours to read */
+    }
   }
+  return found;
+}
+
+/** pids from the supervisor's "child started" lines, oldest first. */
+function childPids(name: string): number[] {
+  return output
+    .split('\n')
+    .filter((l) => l.includes('"msg":"child started"') && l.includes(`"child":"${name}"`))
+    .map((l) => (JSON.parse(l) as { pid: number }).pid);
 }
 
 describe('npm start', () => {
@@ -46,9 +97,13 @@ describe('npm start', () => {
     chmodSync(dataDir, 0o755); // the cluster runs as the postgres user when tests run as root
     ports = { api: await freePort(), temporal: await freePort(), ui: await freePort(), pg: await freePort() };
   });
-  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  afterAll(() => {
+    for (const p of processesOf(dataDir)) process.kill(p.pid, 'SIGKILL'); // only after a failure
+    rmSync(dataDir, { recursive: true, force: true });
+  });
 
   const start = () => {
+    output = '';
     const proc = spawn('bash', [path.join(ROOT, 'scripts/start.sh')], {
       cwd: ROOT,
       env: {
@@ -63,24 +118,37 @@ describe('npm start', () => {
         CREDITFLOW_MODE: '',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group, as in a terminal
     });
     proc.stdout.on('data', (d: Buffer) => (output += d.toString()));
     proc.stderr.on('data', (d: Buffer) => (output += d.toString()));
     return proc;
   };
-  const stop = async (proc: ChildProcess) => {
+  /** SIGTERM, or Ctrl-C as a terminal sends it (SIGINT to the whole group); resolves with the time to exit. */
+  const stop = async (proc: ChildProcess, how: 'SIGTERM' | 'Ctrl-C' = 'SIGTERM'): Promise<number> => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return 0;
     const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGTERM');
+    const t0 = Date.now();
+    if (how === 'Ctrl-C') process.kill(-proc.pid!, 'SIGINT');
+    else proc.kill('SIGTERM');
     await exited;
+    return Date.now() - t0;
   };
   const api = (p: string, init: RequestInit = {}) =>
     fetch(`http://127.0.0.1:${ports.api}${p}`, {
       ...init,
       headers: { authorization: `Bearer ${DEV_KEY}`, 'content-type': 'application/json', ...init.headers },
     });
+  const expectAllGone = async () => {
+    expect(output).toContain('stopped');
+    expect(processesOf(dataDir)).toEqual([]);
+    for (const port of Object.values(ports)) expect(await portOpen(port)).toBe(false);
+  };
 
-  it('serves /readyz and the Temporal UI, stops on SIGTERM, and restarts on the same data', async () => {
+  it('serves /readyz and the UI, restarts a killed API, and SIGTERM with a request in flight stops it all', async () => {
     const first = start();
+    const locker = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${ports.pg}/creditflow` });
+    locker.on('error', () => undefined); // Postgres stops under it
     try {
       await waitFor(`http://127.0.0.1:${ports.api}/readyz`, (s) => s === 200, 150_000, first);
       expect(await waitFor(`http://127.0.0.1:${ports.ui}/`, (s) => s === 200, 30_000, first)).toBe(200);
@@ -91,20 +159,71 @@ describe('npm start', () => {
         body: JSON.stringify({ amount: '42', kind: 'promotional' }),
       });
       expect(grant.status).toBe(201);
+
+      // A crashed API is restarted by the supervisor (and the restart logged), not the stack torn down.
+      const [apiPid] = childPids('api');
+      process.kill(apiPid!, 'SIGKILL');
+      const newPid = await until(() => childPids('api').find((p) => p !== apiPid), 20_000, 'API restart');
+      expect(output).toMatch(new RegExp(`"child":"api","pid":${apiPid},"code":null,"signal":"SIGKILL".*restarting`));
+      await waitFor(`http://127.0.0.1:${ports.api}/readyz`, (s) => s === 200, 30_000, first);
+      expect(childPids('api')).toEqual([apiPid, newPid]);
+      expect(first.exitCode).toBeNull();
+
+      // Not vacuous: the process scan sees the whole stack before it is stopped.
+      const cmds = processesOf(dataDir).map((p) => p.cmd);
+      for (const part of ['supervise.js', 'dist/api/main.js', 'dist/worker/main.js', 'temporal-server.js', 'postgres'])
+        expect(cmds.some((c) => c.includes(part))).toBe(true);
+
+      // A request stuck on a lock is in flight when SIGTERM arrives.
+      await locker.connect();
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE wallets IN ACCESS EXCLUSIVE MODE');
+      const stuck = api('/v1/customers/e2e/balance').then(
+        (r) => r.status,
+        () => 0,
+      );
+      await until(
+        async () => {
+          const r = await locker.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'`);
+          return r.rowCount! > 0 ? true : undefined;
+        },
+        10_000,
+        'request waiting on the lock',
+      );
+      expect(await stop(first)).toBeLessThan(30_000);
+      expect(await stuck).not.toBe(200);
     } finally {
       await stop(first);
+      await locker.end().catch(() => undefined);
     }
-    expect(output).toContain('stopped');
-    expect(await portClosed(ports.api)).toBe(true);
-    expect(await portClosed(ports.ui)).toBe(true);
+    await expectAllGone();
+  }, 240_000);
 
+  it('restarts on the same data; Ctrl-C stops it all', async () => {
     const second = start();
     try {
       await waitFor(`http://127.0.0.1:${ports.api}/readyz`, (s) => s === 200, 150_000, second);
       const bal = (await (await api('/v1/customers/e2e/balance')).json()) as { available: string };
       expect(bal.available).toBe('42');
     } finally {
-      await stop(second);
+      expect(await stop(second, 'Ctrl-C')).toBeLessThan(30_000);
     }
-  }, 400_000);
+    await expectAllGone();
+  }, 200_000);
+
+  it('stops everything it started when SIGTERM arrives during start-up', async () => {
+    const third = start();
+    try {
+      // Postgres is up and the Temporal CLI is running, but its launcher is not ready (no signal
+      // handler yet): the moment where killing only the launcher would orphan the CLI.
+      const launched = () => processesOf(dataDir).some((p) => p.cmd.includes('start-dev'));
+      await until(() => (launched() ? true : undefined), 120_000, 'Temporal CLI start', 20);
+      expect(output).toContain('PostgreSQL listening');
+      expect(output).not.toContain('Temporal dev server ready');
+    } finally {
+      expect(await stop(third)).toBeLessThan(30_000);
+    }
+    expect(output).not.toContain('creditflow is up');
+    await expectAllGone();
+  }, 200_000);
 });

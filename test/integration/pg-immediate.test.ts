@@ -81,8 +81,12 @@ beforeAll(async () => {
   api.once('exit', (code, signal) => (apiExit = { code, signal }));
   for (let i = 0; ; i++) {
     if (apiExit) throw new Error(`API exited at start-up:\n${apiTail()}`);
+    // No worker runs here (ingestion needs none): wait for Postgres and Temporal only.
     const ok = await fetch(`${apiUrl}/readyz`).then(
-      (r) => r.status === 200,
+      async (r) => {
+        const b = (await r.json()) as { checks?: Record<string, string> };
+        return b.checks?.postgres === 'up' && b.checks?.temporal === 'up';
+      },
       () => false,
     );
     if (ok) break;

@@ -133,14 +133,22 @@ export async function upsertHoldLots(
   );
 }
 
-/** Active holds past their TTL (by `graceSeconds`): candidates for the stranded-hold sweeper. */
+/**
+ * Active holds past their TTL (by `graceSeconds`): candidates for the stranded-hold sweeper, with
+ * the expiresAt seen, to pass as the release's `deadline` (an extend meanwhile then wins).
+ */
 export async function overdueHolds(q: Queryable, now: Date, graceSeconds: number, limit: number) {
-  const res = await q.query<{ customer_id: string; id: string; workflow_id: string }>(
-    `SELECT customer_id, id, workflow_id FROM holds
+  const res = await q.query<{ customer_id: string; id: string; workflow_id: string; expires_at: Date }>(
+    `SELECT customer_id, id, workflow_id, expires_at FROM holds
       WHERE status = 'active' AND expires_at < $1::timestamptz - make_interval(secs => $2) ORDER BY expires_at LIMIT $3`,
     [now, graceSeconds, limit],
   );
-  return res.rows.map((r) => ({ customerId: r.customer_id, holdId: r.id, workflowId: r.workflow_id }));
+  return res.rows.map((r) => ({
+    customerId: r.customer_id,
+    holdId: r.id,
+    workflowId: r.workflow_id,
+    expiresAt: r.expires_at,
+  }));
 }
 
 /**

@@ -80,6 +80,7 @@ export class LifecycleLedger {
       const version = await arrearsPayable(this.pool, customerId, asOf);
       if (version === null) break;
       const paid = await this.payArrears(customerId, version, asOf);
+      if (paid === null) continue; // the wallet moved meanwhile: look again
       if (paid.length === 0) break;
       booked.push(...paid);
     }
@@ -226,14 +227,14 @@ export class LifecycleLedger {
 
   /**
    * Pays arrears from the lots drawable at `asOf` (or the ledger's clock, when later: a lot past its
-   * expiry is never drawn). Keyed by the wallet version it was decided on, so a retry pays once and
-   * a wallet that moved meanwhile is looked at afresh by the caller.
+   * expiry is never drawn). Keyed by the wallet version it was decided on, so a retry pays once;
+   * null when the wallet moved meanwhile (the caller looks again).
    */
-  private async payArrears(customerId: string, version: bigint, asOf: Date): Promise<Booked[]> {
+  private async payArrears(customerId: string, version: bigint, asOf: Date): Promise<Booked[] | null> {
     const { result } = await this.ledger.run(
       { key: composeKey('arrears', customerId, version.toString()), customerId, requestHash: 'arrears' },
-      async ({ tx, wallet, now, key }): Promise<Booked[]> => {
-        if (wallet.version !== version) return [];
+      async ({ tx, wallet, now, key }): Promise<Booked[] | null> => {
+        if (wallet.version !== version) return null;
         const paid = payArrears(await openLotsOf(tx, [customerId]), wallet.arrears, later(asOf, now));
         if (paid.paid === 0n) return [];
         await appendTransaction(tx, {

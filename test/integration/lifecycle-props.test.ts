@@ -271,6 +271,6 @@ it('hold after any sequence, and no expired lot keeps unheld credits once its de
         }
       },
     ),
-    { numRuns: 80 },
+    { numRuns: 150 },
   );
 });

@@ -8,7 +8,10 @@ export interface HoldRow {
   id: string;
   workflowId: string;
   amount: bigint;
+  /** Everything still reserved: the lots' parts plus `overdraft`. */
   held: bigint;
+  /** The part of `held` reserved beyond the lots, on the wallet's overdraft limit (no lot). */
+  overdraft: bigint;
   captured: bigint;
   released: bigint;
   status: HoldStatus;
@@ -24,6 +27,7 @@ interface Raw {
   workflow_id: string;
   amount: string;
   held: string;
+  overdraft: string;
   captured: string;
   released: string;
   status: HoldStatus;
@@ -43,6 +47,7 @@ const toRow = (r: Raw): HoldRow => ({
   workflowId: r.workflow_id,
   amount: int8(r.amount),
   held: int8(r.held),
+  overdraft: int8(r.overdraft),
   captured: int8(r.captured),
   released: int8(r.released),
   status: r.status,
@@ -59,8 +64,9 @@ export async function getHold(q: Queryable, customerId: string, id: string): Pro
 
 export async function insertHold(q: Queryable, h: Omit<HoldRow, 'createdAt' | 'lots'>): Promise<void> {
   await q.query(
-    `INSERT INTO holds (customer_id, id, workflow_id, amount, held, captured, released, status, expires_at, metadata)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    `INSERT INTO holds (customer_id, id, workflow_id, amount, held, captured, released, status, expires_at, metadata,
+                        overdraft)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
     [
       h.customerId,
       h.id,
@@ -72,16 +78,21 @@ export async function insertHold(q: Queryable, h: Omit<HoldRow, 'createdAt' | 'l
       h.status,
       h.expiresAt,
       JSON.stringify(h.metadata),
+      h.overdraft.toString(),
     ],
   );
 }
 
 export async function updateHold(
   q: Queryable,
-  h: Pick<HoldRow, 'customerId' | 'id' | 'amount' | 'held' | 'captured' | 'released' | 'status' | 'expiresAt'>,
+  h: Pick<
+    HoldRow,
+    'customerId' | 'id' | 'amount' | 'held' | 'overdraft' | 'captured' | 'released' | 'status' | 'expiresAt'
+  >,
 ): Promise<void> {
   await q.query(
-    `UPDATE holds SET amount = $3, held = $4, captured = $5, released = $6, status = $7, expires_at = $8, updated_at = now()
+    `UPDATE holds SET amount = $3, held = $4, captured = $5, released = $6, status = $7, expires_at = $8,
+            overdraft = $9, updated_at = now()
       WHERE customer_id = $1 AND id = $2`,
     [
       h.customerId,
@@ -92,8 +103,18 @@ export async function updateHold(
       h.released.toString(),
       h.status,
       h.expiresAt,
+      h.overdraft.toString(),
     ],
   );
+}
+
+/** What the customer's active holds reserve on the overdraft limit (beyond their lots). */
+export async function activeOverdraft(q: Queryable, customerId: string): Promise<bigint> {
+  const res = await q.query<{ s: string }>(
+    `SELECT COALESCE(sum(overdraft), 0)::text AS s FROM holds WHERE customer_id = $1 AND status = 'active'`,
+    [customerId],
+  );
+  return int8(res.rows[0]?.s);
 }
 
 /** Sets each (hold, lot) reserved amount: one statement. */
@@ -112,17 +133,29 @@ export async function upsertHoldLots(
   );
 }
 
-/** Active holds past their TTL (by `graceSeconds`): candidates for the stranded-hold sweeper. */
+/**
+ * Active holds past their TTL (by `graceSeconds`): candidates for the stranded-hold sweeper, with
+ * the expiresAt seen, to pass as the release's `deadline` (an extend meanwhile then wins).
+ */
 export async function overdueHolds(q: Queryable, now: Date, graceSeconds: number, limit: number) {
-  const res = await q.query<{ customer_id: string; id: string; workflow_id: string }>(
-    `SELECT customer_id, id, workflow_id FROM holds
+  const res = await q.query<{ customer_id: string; id: string; workflow_id: string; expires_at: Date }>(
+    `SELECT customer_id, id, workflow_id, expires_at FROM holds
       WHERE status = 'active' AND expires_at < $1::timestamptz - make_interval(secs => $2) ORDER BY expires_at LIMIT $3`,
     [now, graceSeconds, limit],
   );
-  return res.rows.map((r) => ({ customerId: r.customer_id, holdId: r.id, workflowId: r.workflow_id }));
+  return res.rows.map((r) => ({
+    customerId: r.customer_id,
+    holdId: r.id,
+    workflowId: r.workflow_id,
+    expiresAt: r.expires_at,
+  }));
 }
 
-/** Customers with lots past their end that are not booked yet (a lifecycle workflow missed them). */
+/**
+ * Customers whose lifecycle work is overdue (a lifecycle workflow missed it): lots past their end
+ * not booked yet, or a lot drawable for a while with credits left while the wallet has arrears
+ * (its effectiveAt passed without the tick that pays the arrears from it).
+ */
 export async function customersWithOverdueLots(
   q: Queryable,
   now: Date,
@@ -130,8 +163,14 @@ export async function customersWithOverdueLots(
   limit: number,
 ): Promise<string[]> {
   const res = await q.query<{ customer_id: string }>(
-    `SELECT DISTINCT customer_id FROM credit_lots
-      WHERE status IN ('active', 'depleted') AND expires_at < $1::timestamptz - make_interval(secs => $2) LIMIT $3`,
+    `WITH t AS (SELECT $1::timestamptz - make_interval(secs => $2) AS due)
+     SELECT customer_id FROM credit_lots, t
+      WHERE status IN ('active', 'depleted') AND expires_at < t.due
+     UNION
+     SELECT l.customer_id FROM credit_lots l JOIN wallets w ON w.customer_id = l.customer_id, t
+      WHERE w.arrears > 0 AND l.status = 'active' AND l.remaining > 0 AND l.effective_at < t.due
+        AND (l.expires_at IS NULL OR l.expires_at > $1)
+     LIMIT $3`,
     [now, graceSeconds, limit],
   );
   return res.rows.map((r) => r.customer_id);

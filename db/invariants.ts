@@ -59,11 +59,20 @@ const CHECKS: Record<string, string> = {
     SELECT l.id::text AS subject, format('lot held %s, holds %s', l.held, COALESCE(h.s, 0)) AS detail
       FROM credit_lots l LEFT JOIN (SELECT lot_id, sum(held) s FROM hold_lots GROUP BY lot_id) h ON h.lot_id = l.id
      WHERE l.held <> COALESCE(h.s, 0)`,
-  'holds: a hold holds the sum of its lots; a finished hold holds nothing': `
-    SELECT h.id AS subject, format('%s holds %s, lots %s', h.status, h.held, COALESCE(x.s, 0)) AS detail
+  'holds: a hold holds the sum of its lots and its overdraft part; a finished hold holds nothing': `
+    SELECT h.id AS subject,
+           format('%s holds %s, lots %s, overdraft %s', h.status, h.held, COALESCE(x.s, 0), h.overdraft) AS detail
       FROM holds h LEFT JOIN (SELECT customer_id, hold_id, sum(held) s FROM hold_lots GROUP BY 1, 2) x
         ON x.customer_id = h.customer_id AND x.hold_id = h.id
-     WHERE h.held <> COALESCE(x.s, 0) OR (h.status <> 'active' AND h.held <> 0)`,
+     WHERE h.held <> COALESCE(x.s, 0) + h.overdraft OR (h.status <> 'active' AND h.held <> 0)`,
+  "holds: credits held on no lot are the active holds' overdraft parts": `
+    SELECT w.customer_id AS subject, format('held on no lot %s, overdraft of holds %s', COALESCE(e.s, 0), COALESCE(h.s, 0)) AS detail
+      FROM wallets w
+      LEFT JOIN (SELECT customer_id, sum(amount) s FROM ledger_entries
+                  WHERE lot_id IS NULL AND account = 'held' GROUP BY customer_id) e ON e.customer_id = w.customer_id
+      LEFT JOIN (SELECT customer_id, sum(overdraft) s FROM holds WHERE status = 'active' GROUP BY 1) h
+        ON h.customer_id = w.customer_id
+     WHERE COALESCE(e.s, 0) <> COALESCE(h.s, 0)`,
   'holds: a wallet holds what its active holds hold': `
     SELECT w.customer_id AS subject, format('wallet held %s, holds %s', w.held, COALESCE(h.s, 0)) AS detail
       FROM wallets w LEFT JOIN (SELECT customer_id, sum(held) s FROM holds WHERE status = 'active' GROUP BY 1) h

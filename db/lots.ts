@@ -193,3 +193,34 @@ export async function upcomingExpiries(
   );
   return res.rows.map(toLot);
 }
+
+/** Lots with credits that become drawable after `after` (future-dated grants), soonest first. */
+export async function upcomingEffective(
+  q: Queryable,
+  customerId: string,
+  after: Date,
+  limit: number,
+): Promise<LotRow[]> {
+  const res = await q.query<RawLot>(
+    `SELECT * FROM credit_lots WHERE customer_id = $1 AND status = 'active' AND remaining > 0 AND effective_at > $2
+      ORDER BY effective_at, id LIMIT $3`,
+    [customerId, after, limit],
+  );
+  return res.rows.map(toLot);
+}
+
+/**
+ * The wallet's version when it has arrears and a lot drawable at `at` still has credits (a lot
+ * reached its effectiveAt meanwhile): the arrears are payable now. Null when there is nothing to pay.
+ */
+export async function arrearsPayable(q: Queryable, customerId: string, at: Date): Promise<bigint | null> {
+  const res = await q.query<{ version: string }>(
+    `SELECT w.version FROM wallets w
+      WHERE w.customer_id = $1 AND w.arrears > 0
+        AND EXISTS (SELECT 1 FROM credit_lots l
+                     WHERE l.customer_id = w.customer_id AND l.status = 'active' AND l.remaining > 0
+                       AND l.effective_at <= $2 AND (l.expires_at IS NULL OR l.expires_at > $2))`,
+    [customerId, at],
+  );
+  return res.rows[0] ? int8(res.rows[0].version) : null;
+}

@@ -1,19 +1,29 @@
-import { randomUUID } from 'node:crypto';
 import { formatCredits } from '../domain/amount';
 import { DomainError } from '../domain/errors';
-import { allocate, compareConsumptionOrder, drawableTotal, type LotStatus } from '../domain/lots';
+import { allocate, drawableTotal, type Draw } from '../domain/lots';
 import type { WalletRow } from '../db/customers';
-import { applyWalletDeltas } from '../db/customers';
-import { getHold, insertHold, updateHold, upsertHoldLots, type HoldRow, type HoldStatus } from '../db/holds';
-import { appendTransaction, type Entry } from '../db/ledger';
-import { lotsByIds, openLotsOf, updateLots, type LotRow } from '../db/lots';
+import {
+  activeOverdraft,
+  getHold,
+  insertHold,
+  updateHold,
+  upsertHoldLots,
+  type HoldRow,
+  type HoldStatus,
+} from '../db/holds';
+import { lotsByIds, openLotsOf, type LotRow } from '../db/lots';
 import type { Tx } from '../db/pool';
 import type { Command, Ledger, Outcome } from './ledger';
+import { ensureFits } from './limits';
+import { captureFromHold, Movement, releaseFromHold } from './movement';
 
 /**
  * Hold movements, all through Ledger.run (one DB transaction, idempotency key, wallet lock).
- * A hold reserves credits lot by lot: available → held. Capture moves held → consumed; release
- * moves held → available, or → expired / voided for a lot that expired or was voided meanwhile.
+ * A hold reserves credits lot by lot: available → held; what the lots cannot cover, up to the
+ * wallet's overdraft limit, is held on no lot (its `overdraft` part). Capture moves held →
+ * consumed; release moves held → available, or → expired / voided for a lot that expired or was
+ * voided meanwhile. The ledger's clock decides expiry: past its `expiresAt` a hold can no longer
+ * be captured, extended or settled, only released.
  */
 export interface HoldView {
   holdId: string;
@@ -22,6 +32,8 @@ export interface HoldView {
   status: HoldStatus;
   amount: string;
   held: string;
+  /** The part of `held` on the overdraft limit, backed by no lot. */
+  overdraft: string;
   captured: string;
   released: string;
   expiresAt: string;
@@ -52,6 +64,7 @@ export const holdView = (h: HoldRow): HoldView => ({
   status: h.status,
   amount: formatCredits(h.amount),
   held: formatCredits(h.held),
+  overdraft: formatCredits(h.overdraft),
   captured: formatCredits(h.captured),
   released: formatCredits(h.released),
   expiresAt: h.expiresAt.toISOString(),
@@ -59,53 +72,6 @@ export const holdView = (h: HoldRow): HoldView => ({
 });
 
 const notActive = (h: HoldRow) => new DomainError('HoldNotActive', `hold ${h.id} is ${h.status}`, { status: h.status });
-
-/** Mutable working set of one movement: lots touched, entries, wallet deltas. */
-class Movement {
-  readonly entries: Entry[] = [];
-  readonly lots = new Map<string, LotRow>();
-  available = 0n;
-  held = 0n;
-  arrears = 0n;
-
-  constructor(lots: LotRow[]) {
-    for (const l of lots) this.lots.set(l.id, l);
-  }
-
-  move(from: Entry['account'], to: Entry['account'], lotId: string | null, amount: bigint) {
-    if (amount === 0n) return;
-    this.entries.push({ account: from, lotId, amount: -amount }, { account: to, lotId, amount });
-    if (from === 'available') this.available -= amount;
-    if (from === 'held') this.held -= amount;
-    if (to === 'available') this.available += amount;
-    if (to === 'held') this.held += amount;
-  }
-
-  async write(tx: Tx, customerId: string, type: string, key: string, reference: string, now: Date) {
-    const transactionId = randomUUID();
-    await appendTransaction(tx, {
-      id: transactionId,
-      customerId,
-      type,
-      idempotencyKey: key,
-      reference,
-      createdAt: now,
-      entries: this.entries,
-    });
-    await updateLots(
-      tx,
-      [...this.lots.values()].map((l) => ({ id: l.id, remaining: l.remaining, held: l.held, status: settleStatus(l) })),
-    );
-    await applyWalletDeltas(tx, customerId, { available: this.available, held: this.held, arrears: this.arrears });
-    return transactionId;
-  }
-}
-
-function settleStatus(l: LotRow): LotStatus {
-  if (l.status === 'depleted' && l.remaining > 0n) return 'active';
-  if (l.status === 'active' && l.remaining === 0n && l.held === 0n) return 'depleted';
-  return l.status;
-}
 
 export class HoldLedger {
   constructor(private readonly ledger: Ledger) {}
@@ -115,53 +81,46 @@ export class HoldLedger {
     input: { holdId: string; workflowId: string; amount: bigint; expiresAt: Date; metadata?: Record<string, string> },
   ): Promise<Outcome<PlaceResult>> {
     return this.ledger.run(cmd, async ({ tx, wallet, now, key }) => {
+      ensureFits('the hold', input.amount);
       const existing = await getHold(tx, cmd.customerId, input.holdId);
       if (existing) throw new DomainError('HoldExists', `hold ${input.holdId} already exists`);
       const refusal = refuse(wallet);
-      const open = await openLotsOf(tx, [cmd.customerId]);
-      const { draws, shortfall } = allocate(open, input.amount, now);
-      if (refusal || shortfall > 0n) {
+      const c = await cover(tx, wallet, input.amount, now);
+      if (refusal || c.shortfall > 0n) {
         return {
           outcome: 'rejected',
           reason: refusal ?? 'insufficient_credits',
-          available: formatCredits(drawableTotal(open, now)),
-          shortfall: formatCredits(refusal ? input.amount : shortfall),
+          available: formatCredits(c.available),
+          shortfall: formatCredits(refusal ? input.amount : c.shortfall),
         };
       }
-      const m = new Movement(open.filter((l) => draws.some((d) => d.lotId === l.id)));
-      for (const d of draws) {
-        const lot = m.lots.get(d.lotId)!;
-        lot.remaining -= d.amount;
-        lot.held += d.amount;
-        m.move('available', 'held', lot.id, d.amount);
-      }
-      const hold: Omit<HoldRow, 'createdAt' | 'lots'> = {
+      const hold: HoldRow = {
         customerId: cmd.customerId,
         id: input.holdId,
         workflowId: input.workflowId,
         amount: input.amount,
         held: input.amount,
+        overdraft: 0n,
         captured: 0n,
         released: 0n,
         status: 'active',
         expiresAt: input.expiresAt,
         metadata: input.metadata ?? {},
+        createdAt: now,
+        lots: [],
       };
+      const m = new Movement([]);
+      reserve(hold, m, c);
       await insertHold(tx, hold);
-      await upsertHoldLots(
-        tx,
-        cmd.customerId,
-        input.holdId,
-        draws.map((d) => ({ lotId: d.lotId, held: d.amount })),
-      );
-      await m.write(tx, cmd.customerId, 'hold_place', key, `hold:${input.holdId}`, now);
+      await upsertHoldLots(tx, cmd.customerId, input.holdId, hold.lots);
+      await m.write(tx, wallet, 'hold_place', key, `hold:${input.holdId}`, now);
       return { outcome: 'placed', hold: holdView((await getHold(tx, cmd.customerId, input.holdId))!) };
     });
   }
 
   capture(cmd: Command, input: { holdId: string; amount: bigint }): Promise<Outcome<HoldView>> {
-    return this.ledger.run(cmd, async ({ tx, now, key }) => {
-      const { hold, m } = await this.load(tx, cmd.customerId, input.holdId);
+    return this.ledger.run(cmd, async ({ tx, wallet, now, key }) => {
+      const { hold, m } = await this.load(tx, cmd.customerId, input.holdId, now);
       if (input.amount > hold.held) {
         throw new DomainError(
           'InvalidRequest',
@@ -169,47 +128,40 @@ export class HoldLedger {
         );
       }
       captureFromHold(hold, m, input.amount);
-      await this.save(tx, hold, m, 'hold_capture', key, now);
+      await m.payArrears(tx, wallet, now);
+      await this.save(tx, wallet, hold, m, 'hold_capture', key, now);
       return holdView((await getHold(tx, cmd.customerId, input.holdId))!);
     });
   }
 
   extend(cmd: Command, input: { holdId: string; amount?: bigint; expiresAt?: Date }): Promise<Outcome<HoldView>> {
     return this.ledger.run(cmd, async ({ tx, wallet, now, key }) => {
-      const { hold, m } = await this.load(tx, cmd.customerId, input.holdId);
+      const { hold, m } = await this.load(tx, cmd.customerId, input.holdId, now);
       if (input.amount && input.amount > 0n) {
+        ensureFits('the hold', hold.amount + input.amount);
         const refusal = refuse(wallet);
-        const open = await openLotsOf(tx, [cmd.customerId]);
-        const { draws, shortfall } = allocate(open, input.amount, now);
-        if (refusal || shortfall > 0n) {
+        const c = await cover(tx, wallet, input.amount, now);
+        if (refusal || c.shortfall > 0n) {
           throw new DomainError('InsufficientCredits', 'not enough credits to extend the hold', {
-            shortfall: formatCredits(refusal ? input.amount : shortfall),
-            available: formatCredits(input.amount - shortfall),
+            shortfall: formatCredits(refusal ? input.amount : c.shortfall),
+            available: formatCredits(c.available),
           });
         }
-        for (const d of draws) {
-          const lot = m.lots.get(d.lotId) ?? open.find((l) => l.id === d.lotId)!;
-          m.lots.set(lot.id, lot);
-          lot.remaining -= d.amount;
-          lot.held += d.amount;
-          m.move('available', 'held', lot.id, d.amount);
-          const hl = hold.lots.find((x) => x.lotId === lot.id);
-          if (hl) hl.held += d.amount;
-          else hold.lots.push({ lotId: lot.id, held: d.amount });
-        }
+        reserve(hold, m, c);
         hold.amount += input.amount;
         hold.held += input.amount;
       }
       if (input.expiresAt && input.expiresAt > hold.expiresAt) hold.expiresAt = input.expiresAt;
-      await this.save(tx, hold, m, 'hold_extend', key, now);
+      await this.save(tx, wallet, hold, m, 'hold_extend', key, now);
       return holdView((await getHold(tx, cmd.customerId, input.holdId))!);
     });
   }
 
   /** Final amount: capture it (beyond the hold from available credits, arrears if none), release the rest. */
   settle(cmd: Command, input: { holdId: string; amount: bigint }): Promise<Outcome<SettleResult>> {
-    return this.ledger.run(cmd, async ({ tx, now, key }) => {
-      const { hold, m } = await this.load(tx, cmd.customerId, input.holdId);
+    return this.ledger.run(cmd, async ({ tx, wallet, now, key }) => {
+      const { hold, m } = await this.load(tx, cmd.customerId, input.holdId, now);
+      ensureFits('the settled amount', input.amount);
       if (input.amount < hold.captured) {
         throw new DomainError(
           'InvalidRequest',
@@ -222,10 +174,11 @@ export class HoldLedger {
       const released = releaseFromHold(hold, m, now);
       const overage = toCapture - fromHold;
       if (overage > 0n) {
-        const open = (await openLotsOf(tx, [cmd.customerId])).map((l) => m.lots.get(l.id) ?? l);
-        const { draws, shortfall } = allocate(open, overage, now);
+        // Drawn from every drawable lot, including the ones this settle just released.
+        const lots = await m.drawable(tx, cmd.customerId);
+        const { draws, shortfall } = allocate(lots, overage, now);
         for (const d of draws) {
-          const lot = open.find((l) => l.id === d.lotId)!;
+          const lot = lots.find((l) => l.id === d.lotId)!;
           m.lots.set(lot.id, lot);
           lot.remaining -= d.amount;
           m.move('available', 'consumed', lot.id, d.amount);
@@ -234,8 +187,9 @@ export class HoldLedger {
         m.arrears += shortfall;
         hold.captured += overage;
       }
+      await m.payArrears(tx, wallet, now);
       hold.status = 'settled';
-      await this.save(tx, hold, m, 'hold_settle', key, now);
+      await this.save(tx, wallet, hold, m, 'hold_settle', key, now);
       return {
         hold: holdView((await getHold(tx, cmd.customerId, input.holdId))!),
         captured: formatCredits(hold.captured),
@@ -245,26 +199,42 @@ export class HoldLedger {
     });
   }
 
-  /** Releases everything still held. With `ifActive`, a finished hold is a no-op (sweeper, TTL races). */
+  /**
+   * Releases everything still held. With `ifActive`, a finished hold is a no-op (sweeper, TTL
+   * races). With `deadline` (the TTL timer's: the expiresAt it slept until), only a hold still
+   * active and still due by that deadline is released; a hold an extend moved later, or one that
+   * finished meanwhile, is a no-op. Decided under the wallet lock, so a committed extend always
+   * wins over a concurrent TTL release. The deadline is the caller's time, never this clock.
+   */
   release(
     cmd: Command,
-    input: { holdId: string; status: 'released' | 'expired'; ifActive?: boolean },
+    input: { holdId: string; status: 'released' | 'expired'; ifActive?: boolean; deadline?: Date },
   ): Promise<Outcome<HoldView & { noop?: boolean }>> {
-    return this.ledger.run(cmd, async ({ tx, now, key }) => {
+    return this.ledger.run(cmd, async ({ tx, wallet, now, key }) => {
       const current = await getHold(tx, cmd.customerId, input.holdId);
-      if (current && current.status !== 'active' && input.ifActive) return { ...holdView(current), noop: true };
+      if (current && current.status !== 'active' && (input.ifActive || input.deadline)) {
+        return { ...holdView(current), noop: true };
+      }
+      if (current && input.deadline && current.expiresAt > input.deadline) return { ...holdView(current), noop: true };
       const { hold, m } = await this.load(tx, cmd.customerId, input.holdId);
       releaseFromHold(hold, m, now);
+      await m.payArrears(tx, wallet, now);
       hold.status = input.status;
-      await this.save(tx, hold, m, 'hold_release', key, now);
+      await this.save(tx, wallet, hold, m, 'hold_release', key, now);
       return holdView((await getHold(tx, cmd.customerId, input.holdId))!);
     });
   }
 
-  private async load(tx: Tx, customerId: string, holdId: string) {
+  /** The active hold and its lots; with `now`, refused once the hold's own expiry has come. */
+  private async load(tx: Tx, customerId: string, holdId: string, now?: Date) {
     const hold = await getHold(tx, customerId, holdId);
     if (!hold) throw new DomainError('HoldNotFound', `hold ${holdId} does not exist`);
     if (hold.status !== 'active') throw notActive(hold);
+    if (now && hold.expiresAt <= now) {
+      throw new DomainError('HoldExpired', `hold ${holdId} expired at ${hold.expiresAt.toISOString()}`, {
+        expiresAt: hold.expiresAt.toISOString(),
+      });
+    }
     const lots = await lotsByIds(
       tx,
       customerId,
@@ -273,10 +243,10 @@ export class HoldLedger {
     return { hold, m: new Movement(lots) };
   }
 
-  private async save(tx: Tx, hold: HoldRow, m: Movement, type: string, key: string, now: Date) {
+  private async save(tx: Tx, wallet: WalletRow, hold: HoldRow, m: Movement, type: string, key: string, now: Date) {
     await updateHold(tx, hold);
     await upsertHoldLots(tx, hold.customerId, hold.id, hold.lots);
-    await m.write(tx, hold.customerId, type, key, `hold:${hold.id}`, now);
+    await m.write(tx, wallet, type, key, `hold:${hold.id}`, now);
   }
 }
 
@@ -286,42 +256,43 @@ function refuse(wallet: WalletRow): 'frozen' | 'arrears' | null {
   return null;
 }
 
-/** held → consumed, drawing the hold's lots in consumption order. */
-function captureFromHold(hold: HoldRow, m: Movement, amount: bigint) {
-  let left = amount;
-  const lots = hold.lots
-    .map((hl) => ({ hl, lot: m.lots.get(hl.lotId)! }))
-    .sort((a, b) => compareConsumptionOrder(a.lot, b.lot));
-  for (const { hl, lot } of lots) {
-    if (left === 0n) break;
-    const take = hl.held < left ? hl.held : left;
-    hl.held -= take;
-    lot.held -= take;
-    m.move('held', 'consumed', lot.id, take);
-    left -= take;
-  }
-  hold.held -= amount;
-  hold.captured += amount;
+interface Cover {
+  draws: Draw[];
+  lots: LotRow[];
+  /** The part no lot covers, held on the overdraft limit. */
+  overdraft: bigint;
+  /** The wallet's available credits as invariant 6 counts them (may be negative). */
+  available: bigint;
+  /** How much `amount` exceeds available + overdraft limit (0: it fits). */
+  shortfall: bigint;
 }
 
-/** held → available; for a lot past expiry → expired; for a voided lot → voided. Returns the total. */
-function releaseFromHold(hold: HoldRow, m: Movement, now: Date): bigint {
-  let total = 0n;
-  for (const hl of hold.lots) {
-    if (hl.held === 0n) continue;
-    const lot = m.lots.get(hl.lotId)!;
-    lot.held -= hl.held;
-    if (lot.status === 'voided') m.move('held', 'voided', lot.id, hl.held);
-    else if (lot.status === 'expired' || (lot.expiresAt && lot.expiresAt <= now))
-      m.move('held', 'expired', lot.id, hl.held);
-    else {
-      lot.remaining += hl.held;
-      m.move('held', 'available', lot.id, hl.held);
-    }
-    total += hl.held;
-    hl.held = 0n;
+/**
+ * How a new reservation of `amount` would be covered: drawable lots in consumption order, then
+ * the overdraft limit. Invariant 6's room: available = Σ drawable lots' remaining − arrears − what
+ * the wallet's active holds already hold on overdraft; the reservation fits when
+ * available + overdraftLimit − amount ≥ 0.
+ */
+async function cover(tx: Tx, wallet: WalletRow, amount: bigint, now: Date): Promise<Cover> {
+  const lots = await openLotsOf(tx, [wallet.customerId]);
+  const { draws, shortfall: uncovered } = allocate(lots, amount, now);
+  const available = drawableTotal(lots, now) - wallet.arrears - (await activeOverdraft(tx, wallet.customerId));
+  const room = available + wallet.overdraftLimit - amount;
+  return { draws, lots, overdraft: uncovered, available, shortfall: room < 0n ? -room : 0n };
+}
+
+/** available → held for a covered reservation: each drawn lot, then the overdraft part on no lot. */
+function reserve(hold: HoldRow, m: Movement, c: Cover) {
+  for (const d of c.draws) {
+    const lot = m.lots.get(d.lotId) ?? c.lots.find((l) => l.id === d.lotId)!;
+    m.lots.set(lot.id, lot);
+    lot.remaining -= d.amount;
+    lot.held += d.amount;
+    m.move('available', 'held', lot.id, d.amount);
+    const hl = hold.lots.find((x) => x.lotId === lot.id);
+    if (hl) hl.held += d.amount;
+    else hold.lots.push({ lotId: lot.id, held: d.amount });
   }
-  hold.released += total;
-  hold.held = 0n;
-  return total;
+  m.move('available', 'held', null, c.overdraft);
+  hold.overdraft += c.overdraft;
 }

@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { formatCredits } from '../domain/amount';
 import { DomainError, customerNotFound, idempotencyConflict, idempotencyInFlight, lotNotFound } from '../domain/errors';
-import { allocate, DEFAULT_PRIORITY, isDrawable, type LotKind, type LotStatus } from '../domain/lots';
+import { allocate, DEFAULT_PRIORITY, type LotKind, type LotStatus } from '../domain/lots';
 import { addPeriod } from '../domain/periods';
 import { applyWalletDeltas, applyWalletDeltasMany, lockWallet, lockWallets, type WalletRow } from '../db/customers';
 import { findKey, saveKey, tryLockKey } from '../db/idempotency';
 import { appendTransaction, appendTransactions, type Entry, type NewTransaction } from '../db/ledger';
 import { insertLot, lockLot, openLotsOf, updateLots, type LotRow, type Recurrence } from '../db/lots';
 import { withTransaction, type Pool, type Tx } from '../db/pool';
+import { payArrears } from './arrears';
+import { ensureFits } from './limits';
 import { lotView, type LotView } from './views';
 
 /**
@@ -94,6 +96,10 @@ export class Ledger {
 
   grant(cmd: Command, input: GrantInput): Promise<Outcome<GrantResult>> {
     return this.run(cmd, async ({ tx, wallet, now, key }) => {
+      if (input.amount <= 0n) throw new DomainError('InvalidRequest', 'grant amount must be positive');
+      ensureFits('the lot', input.amount);
+      // available + held: the wallet's whole balance, so neither part (nor their sum) can overflow.
+      ensureFits("the wallet's credits", wallet.available + wallet.held + input.amount);
       const effectiveAt = input.effectiveAt ?? now;
       // A recurring allowance's first period ends one period after it starts, unless told otherwise.
       const expiresAt =
@@ -124,16 +130,11 @@ export class Ledger {
         { account: `issued:${input.kind}`, lotId: lot.id, amount: -input.amount },
         { account: 'available', lotId: lot.id, amount: input.amount },
       ];
-      // Arrears are paid first from the next grant (when it is drawable now): the lot's credits
-      // cover the unassigned debit that created the arrears, which the entry pair records.
-      let arrearsPaid = 0n;
-      if (wallet.arrears > 0n && isDrawable(lot, now)) {
-        arrearsPaid = wallet.arrears < lot.remaining ? wallet.arrears : lot.remaining;
-        lot.remaining -= arrearsPaid;
-        if (lot.remaining === 0n) lot.status = 'depleted';
-        entries.push({ account: 'available', lotId: lot.id, amount: -arrearsPaid });
-        entries.push({ account: 'available', lotId: null, amount: arrearsPaid });
-      }
+      // Arrears are paid first from the next credits: this lot (when drawable now) or any other
+      // drawable one, in consumption order.
+      const others = wallet.arrears > 0n ? await openLotsOf(tx, [cmd.customerId]) : [];
+      const paid = payArrears([lot, ...others], wallet.arrears, now);
+      entries.push(...paid.entries);
       await insertLot(tx, lot);
       const transactionId = randomUUID();
       await appendTransaction(tx, {
@@ -145,7 +146,11 @@ export class Ledger {
         createdAt: now,
         entries,
       });
-      await applyWalletDeltas(tx, cmd.customerId, { available: input.amount, held: 0n, arrears: -arrearsPaid });
+      await updateLots(
+        tx,
+        paid.lots.filter((l) => l !== lot),
+      );
+      await applyWalletDeltas(tx, cmd.customerId, { available: input.amount, held: 0n, arrears: -paid.paid });
       return { lot: lotView(lot), transactionId };
     });
   }

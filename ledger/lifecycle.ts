@@ -1,13 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import { formatCredits } from '../domain/amount';
 import { DomainError } from '../domain/errors';
-import { isDrawable } from '../domain/lots';
 import { addPeriod, rolloverSplit } from '../domain/periods';
 import { applyWalletDeltas } from '../db/customers';
 import { appendTransaction, type Entry } from '../db/ledger';
-import { insertLot, lockLot, lotsDueBy, updateLots, upcomingExpiries, type LotRow } from '../db/lots';
+import {
+  arrearsPayable,
+  insertLot,
+  lockLot,
+  lotsDueBy,
+  openLotsOf,
+  updateLots,
+  upcomingEffective,
+  upcomingExpiries,
+  type LotRow,
+} from '../db/lots';
 import { enqueue } from '../db/outbox';
 import type { Pool } from '../db/pool';
+import { composeKey } from '../lib/ids';
+import { payArrears } from './arrears';
 import type { Ledger } from './ledger';
 
 /**
@@ -18,8 +29,10 @@ import type { Ledger } from './ledger';
  */
 export interface Booked {
   lotId: string;
-  action: 'expired' | 'renewed';
+  action: 'expired' | 'renewed' | 'arrears-paid';
   expired: string;
+  /** Arrears paid from this lot (a renewal, or a lot that became drawable). */
+  arrearsPaid?: string;
   rolledOver?: string;
   renewalLotId?: string;
   rolloverLotId?: string;
@@ -27,11 +40,14 @@ export interface Booked {
 
 export interface Deadline {
   at: string;
-  kind: 'expiry' | 'renewal' | 'expiring-soon-alert';
+  /** `effective`: a future-dated lot becomes drawable (and pays arrears, if any, then). */
+  kind: 'expiry' | 'renewal' | 'expiring-soon-alert' | 'effective';
   lotId: string;
 }
 
 export const DEFAULT_ALERT_LEAD_MS = 7 * 86_400_000;
+
+const later = (a: Date, b: Date) => (a > b ? a : b);
 
 const due = (lot: LotRow, asOf: Date) =>
   (lot.status === 'active' || lot.status === 'depleted') && lot.expiresAt !== null && lot.expiresAt <= asOf;
@@ -58,6 +74,15 @@ export class LifecycleLedger {
           : await this.expire(customerId, lot.id, asOf);
         if (r) booked.push(r);
       }
+    }
+    // Lots that became drawable (reached effectiveAt) while the wallet owes: pay from them now.
+    for (let round = 0; round < 10; round++) {
+      const version = await arrearsPayable(this.pool, customerId, asOf);
+      if (version === null) break;
+      const paid = await this.payArrears(customerId, version, asOf);
+      if (paid === null) continue; // the wallet moved meanwhile: look again
+      if (paid.length === 0) break;
+      booked.push(...paid);
     }
     await this.alerts(customerId, asOf, leadMs);
     return { booked, upcoming: await this.upcoming(customerId, asOf, leadMs) };
@@ -147,7 +172,6 @@ export class LifecycleLedger {
           entries.push({ account: 'available', lotId: rollover.id, amount: rolled });
         }
         let renewal: LotRow | null = null;
-        let arrearsPaid = 0n;
         if (hasNext) {
           renewal = {
             ...base,
@@ -161,13 +185,12 @@ export class LifecycleLedger {
           };
           entries.push({ account: `issued:${lot.kind}`, lotId: renewal.id, amount: -lot.original });
           entries.push({ account: 'available', lotId: renewal.id, amount: lot.original });
-          if (wallet.arrears > 0n && isDrawable(renewal, asOf)) {
-            arrearsPaid = wallet.arrears < renewal.remaining ? wallet.arrears : renewal.remaining;
-            renewal.remaining -= arrearsPaid;
-            entries.push({ account: 'available', lotId: renewal.id, amount: -arrearsPaid });
-            entries.push({ account: 'available', lotId: null, amount: arrearsPaid });
-          }
         }
+        // The new period's credits (renewal and rollover) pay arrears first, with any other drawable lot.
+        const fresh = [rollover, renewal].filter((l): l is LotRow => l !== null);
+        const others = wallet.arrears > 0n ? (await openLotsOf(tx, [customerId])).filter((l) => l.id !== lotId) : [];
+        const paid = payArrears([...fresh, ...others], wallet.arrears, later(asOf, now));
+        entries.push(...paid.entries);
         if (rollover) await insertLot(tx, rollover);
         if (renewal) await insertLot(tx, renewal);
         await appendTransaction(tx, {
@@ -179,11 +202,14 @@ export class LifecycleLedger {
           createdAt: now,
           entries,
         });
-        await updateLots(tx, [{ id: lotId, remaining: 0n, held: lot.held, status: 'expired' }]);
+        await updateLots(tx, [
+          { id: lotId, remaining: 0n, held: lot.held, status: 'expired' },
+          ...paid.lots.filter((l) => !fresh.includes(l)),
+        ]);
         await applyWalletDeltas(tx, customerId, {
           available: -unused + rolled + (renewal ? lot.original : 0n),
           held: 0n,
-          arrears: -arrearsPaid,
+          arrears: -paid.paid,
         });
         return {
           lotId,
@@ -192,7 +218,42 @@ export class LifecycleLedger {
           rolledOver: formatCredits(rolled),
           renewalLotId: renewal?.id,
           rolloverLotId: rollover?.id,
+          ...(paid.paid > 0n ? { arrearsPaid: formatCredits(paid.paid) } : {}),
         };
+      },
+    );
+    return result;
+  }
+
+  /**
+   * Pays arrears from the lots drawable at `asOf` (or the ledger's clock, when later: a lot past its
+   * expiry is never drawn). Keyed by the wallet version it was decided on, so a retry pays once;
+   * null when the wallet moved meanwhile (the caller looks again).
+   */
+  private async payArrears(customerId: string, version: bigint, asOf: Date): Promise<Booked[] | null> {
+    const { result } = await this.ledger.run(
+      { key: composeKey('arrears', customerId, version.toString()), customerId, requestHash: 'arrears' },
+      async ({ tx, wallet, now, key }): Promise<Booked[] | null> => {
+        if (wallet.version !== version) return null;
+        const paid = payArrears(await openLotsOf(tx, [customerId]), wallet.arrears, later(asOf, now));
+        if (paid.paid === 0n) return [];
+        await appendTransaction(tx, {
+          id: randomUUID(),
+          customerId,
+          type: 'arrears_payment',
+          idempotencyKey: key,
+          reference: null,
+          createdAt: now,
+          entries: paid.entries,
+        });
+        await updateLots(tx, paid.lots);
+        await applyWalletDeltas(tx, customerId, { available: 0n, held: 0n, arrears: -paid.paid });
+        return paid.draws.map((d) => ({
+          lotId: d.lotId,
+          action: 'arrears-paid',
+          expired: '0',
+          arrearsPaid: formatCredits(d.amount),
+        }));
       },
     );
     return result;
@@ -216,7 +277,11 @@ export class LifecycleLedger {
 
   async upcoming(customerId: string, asOf: Date, leadMs = DEFAULT_ALERT_LEAD_MS): Promise<Deadline[]> {
     const lots = await upcomingExpiries(this.pool, customerId, asOf, 50);
-    const out: Deadline[] = [];
+    const out: Deadline[] = (await upcomingEffective(this.pool, customerId, asOf, 50)).map((l) => ({
+      at: l.effectiveAt.toISOString(),
+      kind: 'effective',
+      lotId: l.id,
+    }));
     for (const l of lots) {
       out.push({ at: l.expiresAt!.toISOString(), kind: l.recurrence ? 'renewal' : 'expiry', lotId: l.id });
       const alertAt = l.expiresAt!.getTime() - leadMs;

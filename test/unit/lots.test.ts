@@ -1,5 +1,7 @@
 import fc from 'fast-check';
+import type { LotRow } from '../../db/lots';
 import { allocate, compareConsumptionOrder, isDrawable, type LotForAllocation } from '../../domain/lots';
+import { payArrears } from '../../ledger/arrears';
 
 const T0 = new Date('2026-01-01T00:00:00Z');
 const at = (days: number) => new Date(T0.getTime() + days * 86_400_000);
@@ -120,5 +122,55 @@ describe('allocate (properties)', () => {
         expect(b).toEqual(a);
       }),
     );
+  });
+});
+
+describe('payArrears (the one arrears payer)', () => {
+  const row = (l: LotForAllocation, held = 0n): LotRow => ({
+    ...l,
+    customerId: 'c',
+    kind: 'promotional',
+    held,
+    rolloverCap: null,
+    recurrence: null,
+    costCurrency: null,
+    paymentReference: null,
+    reason: null,
+    createdAt: T0,
+  });
+
+  it('draws drawable lots in consumption order, up to the arrears, and balances every draw', () => {
+    const lots = [
+      row(lot({ id: 'paid', priority: 30, remaining: 50n })),
+      row(lot({ id: 'promo', priority: 10, remaining: 30n }), 5n),
+      row(lot({ id: 'future', priority: 1, remaining: 100n, effectiveAt: at(2) })),
+    ];
+    const p = payArrears(lots, 40n, at(1));
+    expect(p.paid).toBe(40n);
+    expect(p.draws).toEqual([
+      { lotId: 'promo', amount: 30n },
+      { lotId: 'paid', amount: 10n },
+    ]);
+    expect(p.entries).toEqual([
+      { account: 'available', lotId: 'promo', amount: -30n },
+      { account: 'available', lotId: null, amount: 30n },
+      { account: 'available', lotId: 'paid', amount: -10n },
+      { account: 'available', lotId: null, amount: 10n },
+    ]);
+    // Mutated in place; a lot still holding credits for a hold is not depleted.
+    expect(lots.map((l) => [l.id, l.remaining, l.status])).toEqual([
+      ['paid', 40n, 'active'],
+      ['promo', 0n, 'active'],
+      ['future', 100n, 'active'],
+    ]);
+    expect(p.lots.map((l) => l.id)).toEqual(['promo', 'paid']);
+  });
+
+  it('pays what it can when lots fall short, marks a drained lot depleted, and does nothing without arrears', () => {
+    const lots = [row(lot({ id: 'a', remaining: 7n }))];
+    const p = payArrears(lots, 10n, at(1));
+    expect(p.paid).toBe(7n);
+    expect(lots[0]).toMatchObject({ remaining: 0n, status: 'depleted' });
+    expect(payArrears([row(lot({ id: 'b' }))], 0n, at(1))).toEqual({ paid: 0n, entries: [], lots: [], draws: [] });
   });
 });

@@ -9,6 +9,7 @@ import { HoldLedger } from '../ledger/holds';
 import { LifecycleLedger } from '../ledger/lifecycle';
 import { Ledger } from '../ledger/ledger';
 import { requestHash } from '../lib/hash';
+import { composeKey } from '../lib/ids';
 import { failureKind } from '../lib/unavailable';
 
 export interface ActivityDeps {
@@ -189,8 +190,9 @@ export function createActivities(deps: ActivityDeps) {
         if (workflowStatus === 'RUNNING') continue; // its own timer will release it
         const r = await domain(() =>
           holds.release(
-            { key: `sweep:${h.customerId}:${h.holdId}`, customerId: h.customerId, requestHash: 'sweep' },
-            { holdId: h.holdId, status: 'expired', ifActive: true },
+            { key: composeKey('sweep', h.customerId, h.holdId), customerId: h.customerId, requestHash: 'sweep' },
+            // Only at the deadline it found: a hold extended meanwhile is not touched.
+            { holdId: h.holdId, status: 'expired', ifActive: true, deadline: h.expiresAt },
           ),
         );
         if (!r.result.noop && !r.replayed)

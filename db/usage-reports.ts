@@ -83,9 +83,12 @@ export async function spendable(q: Queryable, customerId: string, at: Date): Pro
     drawable: string;
   }>(
     `SELECT w.status, w.arrears, w.overdraft_limit,
-            COALESCE((SELECT sum(l.remaining) FROM credit_lots l
+            (COALESCE((SELECT sum(l.remaining) FROM credit_lots l
                        WHERE l.customer_id = w.customer_id AND l.status = 'active' AND l.remaining > 0
-                         AND l.effective_at <= $2 AND (l.expires_at IS NULL OR l.expires_at > $2)), 0)::text AS drawable
+                         AND l.effective_at <= $2 AND (l.expires_at IS NULL OR l.expires_at > $2)), 0)
+            -- Overdraft already held by active holds uses up the same room (invariant 6).
+            - COALESCE((SELECT sum(h.overdraft) FROM holds h
+                         WHERE h.customer_id = w.customer_id AND h.status = 'active'), 0))::text AS drawable
        FROM wallets w WHERE w.customer_id = $1`,
     [customerId, at],
   );

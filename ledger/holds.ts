@@ -71,7 +71,8 @@ export const holdView = (h: HoldRow): HoldView => ({
   lots: h.lots.map((l) => ({ lotId: l.lotId, held: formatCredits(l.held) })),
 });
 
-const notActive = (h: HoldRow) => new DomainError('HoldNotActive', `hold ${h.id} is ${h.status}`, { status: h.status });
+const notActive = (h: HoldRow) =>
+  new DomainError('HoldNotActive', `hold ${h.id} is ${h.status}`, { holdStatus: h.status });
 
 export class HoldLedger {
   constructor(private readonly ledger: Ledger) {}

@@ -54,7 +54,9 @@ export function grantRoutes(deps: {
         // Lots with an end (expiry or period) get the customer's lifecycle workflow started or told.
         // Best effort and bounded: the ledger never draws an expired lot, and the sweeper nudges
         // lifecycles that missed a lot, so a late workflow delays bookkeeping only.
-        if (result.lot.expiresAt && deps.lifecycle) {
+        // A future-dated lot too: when it becomes drawable it pays any arrears first.
+        const later = Date.parse(result.lot.effectiveAt) > Date.now();
+        if ((result.lot.expiresAt || later) && deps.lifecycle) {
           await deps
             .lifecycle(id)
             .catch((err: unknown) =>

@@ -28,7 +28,7 @@ let admin: string;
 let service: string;
 let slowExtends = 0;
 
-/** The real activities; extendHold can be slowed down to hold the workflow's mutex across a deadline. */
+/** The real activities; extendHold can be slowed down after its commit, across the hold's deadline. */
 async function startWorker() {
   const real = createActivities({ pool, temporal: () => Promise.resolve(t.client) });
   worker = await Worker.create({
@@ -38,8 +38,10 @@ async function startWorker() {
     activities: {
       ...real,
       extendHold: async (c: Parameters<typeof real.extendHold>[0]) => {
-        if (slowExtends > 0) await new Promise((r) => setTimeout(r, slowExtends));
-        return real.extendHold(c);
+        const r = await real.extendHold(c);
+        // Committed; the workflow hears of it only later (its mutex stays held across the deadline).
+        if (slowExtends > 0) await new Promise((resolve) => setTimeout(resolve, slowExtends));
+        return r;
       },
     },
   });
@@ -143,7 +145,7 @@ it('a hold for an unknown customer is a 404 before any workflow starts', async (
 it('a TTL that fires while an extend runs: the extend wins', async () => {
   const c = await customer('10');
   expect((await post('/v1/holds', { customerId: c, holdId: 'race', amount: '5', ttlSeconds: 3 })).status).toBe(201);
-  slowExtends = 3000; // the extend holds the workflow's mutex across the deadline
+  slowExtends = 3000; // the extend commits before the deadline, returns after it
   try {
     await new Promise((r) => setTimeout(r, 1500));
     const e = await post('/v1/holds/race/extend', { customerId: c, ttlSeconds: 600 });

@@ -1,0 +1,96 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import type { NativeConnection } from '@temporalio/worker';
+import type { Pool } from '../../db/pool';
+import { createWorker } from '../../worker/worker';
+import { ROOT } from './paths';
+
+export interface WorkerProcess {
+  proc: ChildProcess;
+  /** Resolves once the worker logged that it runs (its workflows are bundled, it polls). */
+  ready: Promise<void>;
+  /** How the process ended: an exit code, or the signal that killed it. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The last lines of its stderr, for failure messages. */
+  stderr: () => string;
+}
+
+const live = new Set<ChildProcess>();
+
+/**
+ * The real worker process (dist/worker/main.js) on one task queue. `crash` is the fault-injection
+ * point (CREDITFLOW_TEST_CRASH=<activity>:before|after), where the process SIGKILLs itself.
+ */
+export function spawnWorker(o: {
+  databaseUrl: string;
+  temporalAddress: string;
+  taskQueue: string;
+  crash?: string;
+}): WorkerProcess {
+  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/worker/main.js')], {
+    env: {
+      ...process.env,
+      DATABASE_URL: o.databaseUrl,
+      DATABASE_POOL_SIZE: '5',
+      TEMPORAL_ADDRESS: o.temporalAddress,
+      TEMPORAL_TASK_QUEUE: o.taskQueue,
+      LOG_LEVEL: 'info', // the "worker running" line is the readiness signal
+      CREDITFLOW_TEST_CRASH: o.crash ?? '',
+      CREDITFLOW_TEST_CRASH_AFTER_COMMIT: '',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(proc);
+  let err = '';
+  proc.stderr.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-4000);
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once('exit', (code, signal) => {
+      live.delete(proc);
+      resolve({ code, signal });
+    }),
+  );
+  const ready = new Promise<void>((resolve, reject) => {
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => {
+      out = (out + d.toString()).slice(-8000);
+      if (out.includes('"msg":"worker running"')) resolve();
+    });
+    void exited.then((e) => reject(new Error(`worker exited before it ran (${JSON.stringify(e)}): ${err}`)));
+  });
+  ready.catch(() => undefined);
+  return { proc, ready, exited, stderr: () => err };
+}
+
+/** SIGKILLs every worker process still alive (afterAll). */
+export async function killAllWorkers(): Promise<void> {
+  const all = [...live];
+  for (const p of all) p.kill('SIGKILL');
+  await Promise.all(all.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))));
+}
+
+/** A normal worker inside the test process (the run's pre-built bundle: no bundling per worker). */
+export async function startInProcessWorker(o: {
+  connection: NativeConnection;
+  client: Client;
+  taskQueue: string;
+  pool: Pool;
+}): Promise<{ stop: () => Promise<void> }> {
+  const worker = await createWorker({
+    connection: o.connection,
+    namespace: 'default',
+    taskQueue: o.taskQueue,
+    pool: o.pool,
+    workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
+    temporal: () => Promise.resolve(o.client),
+  });
+  const running = worker.run();
+  return {
+    stop: async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+    },
+  };
+}

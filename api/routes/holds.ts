@@ -113,8 +113,18 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
         outcome(async () => {
           const h = await getHold(deps.pool, b.customerId, holdId);
           if (!h) throw new DomainError('HoldNotFound', `hold ${holdId} of customer ${b.customerId} does not exist`);
-          if (h.status !== 'active')
-            throw new DomainError('HoldNotActive', `hold ${holdId} is ${h.status}`, { holdStatus: h.status });
+          // A finished hold may have been finished by this very request (its reply lost to a crash
+          // or a 503): Temporal keeps a completed update's result by id, also after the workflow
+          // closed, so ask it. Any other update on a finished reservation is HoldNotActive.
+          if (h.status !== 'active') {
+            try {
+              return { status: 200, body: await run(await deps.holds(), holdId, b, sha256(storeKey)) };
+            } catch (err) {
+              if (err instanceof DomainError && err.code === 'HoldNotActive')
+                throw new DomainError('HoldNotActive', `hold ${holdId} is ${h.status}`, { holdStatus: h.status });
+              throw err;
+            }
+          }
           // Past its deadline a hold can only go (release, or the TTL); the ledger checks this too.
           if (name !== 'release' && h.expiresAt <= clock())
             throw new DomainError('HoldExpired', `hold ${holdId} expired at ${h.expiresAt.toISOString()}`, {

@@ -230,7 +230,7 @@ describe('ingestion', () => {
     ]);
   });
 
-  it('rate cards are immutable in the database', async () => {
+  it('rate cards and usage events are append-only in the database', async () => {
     await expect(pool.query(`UPDATE rate_cards SET rules = '[]'`)).rejects.toThrow(/append-only/);
     await expect(pool.query(`DELETE FROM rate_cards`)).rejects.toThrow(/append-only/);
     await expect(pool.query(`UPDATE usage_events SET credits = 0`)).rejects.toThrow(/append-only/);
@@ -636,7 +636,7 @@ describe('usage report and preview', () => {
     expect((await call(api.url, 'POST', '/v1/rate-cards/preview', { key: admin, json: { draft } })).status).toBe(400);
   });
 
-  it('rate card publishing validates rules', async () => {
+  it('rate card publishing validates rules and needs an admin key; versions are readable; an unknown card → 404', async () => {
     for (const rules of [
       [],
       [{ meter: 'x', credits: '-1' }],

@@ -97,7 +97,7 @@ describe('health, readiness, docs', () => {
     }
   });
 
-  it('serves an OpenAPI document generated from the schemas', async () => {
+  it('serves an OpenAPI document with the customer and grant paths and the amount pattern from the schemas', async () => {
     const r = await get('/openapi.json');
     expect(r.status).toBe(200);
     expect(Object.keys(r.body.paths)).toEqual(
@@ -131,7 +131,7 @@ describe('customers', () => {
     expect(await snapshot()).toEqual(before);
   });
 
-  it('unknown customer → 404 on every read', async () => {
+  it('unknown customer → 404 on GET customer, balance and ledger', async () => {
     for (const p of ['', '/balance', '/ledger']) expectProblem(await get(`/v1/customers/nobody${p}`), 404);
   });
 });
@@ -158,7 +158,7 @@ describe('grants, voids, balance and ledger', () => {
     expect(await snapshot()).toEqual(before);
   });
 
-  it('balance shows lots in consumption order and the next expiry; void moves the unused part', async () => {
+  it('balance lists the expiring promotional lot before the purchased one, with the next expiry; voiding an unused lot takes all of it; a second void → 422', async () => {
     const id = `c-${fresh()}`;
     await post('/v1/customers', { id });
     const soon = new Date(Date.now() + 86_400_000).toISOString();
@@ -194,7 +194,7 @@ describe('grants, voids, balance and ledger', () => {
     expectProblem(await post(`/v1/customers/cust-b/grants/${lotId}/void`, { reason: 'x' }, { idem: fresh() }), 404);
   });
 
-  it('ledger pages with an opaque cursor, newest first, filtered by type', async () => {
+  it('ledger pages with an opaque cursor, newest first, each transaction balanced; a type filter that matches nothing returns nothing', async () => {
     const id = `c-${fresh()}`;
     await post('/v1/customers', { id });
     for (let i = 1; i <= 5; i++)
@@ -241,7 +241,7 @@ describe('auth and roles', () => {
     expect(await snapshot()).toEqual(before);
   });
 
-  it('service may create customers but not grant; support may grant; scoped keys stay in scope', async () => {
+  it('service may create customers but not grant; support may grant; a service key scoped to one customer cannot read another', async () => {
     const before = await snapshot();
     expectProblem(
       await post(
@@ -266,7 +266,7 @@ describe('auth and roles', () => {
   });
 });
 
-describe('bad input on every endpoint gets a 4xx problem and writes nothing', () => {
+describe('bad input to create customer, grant and void gets a 4xx problem and writes nothing', () => {
   const lotPath = '/v1/customers/cust-a/grants/00000000-0000-4000-8000-000000000000/void';
   const writes: { name: string; path: string; valid: Record<string, unknown> }[] = [
     { name: 'create customer', path: '/v1/customers', valid: { id: 'bad-input-target' } },
@@ -310,7 +310,7 @@ describe('bad input on every endpoint gets a 4xx problem and writes nothing', ()
         expect(await snapshot()).toEqual(before);
       });
 
-      it('wrong types on every field', async () => {
+      it('wrong types on each field of a minimal valid body → 400 naming the field', async () => {
         const before = await snapshot();
         for (const field of Object.keys(w.valid)) {
           for (const bad of [42, true, null, [], {}, 1.5]) {
@@ -352,7 +352,7 @@ describe('bad input on every endpoint gets a 4xx problem and writes nothing', ()
     expect(await snapshot()).toEqual(before);
   });
 
-  it('a grant that has already expired → 422, nothing written but the outcome kept for replays', async () => {
+  it('a grant that has already expired → 422, nothing written but its idempotency record', async () => {
     const before = await snapshot();
     const r = await post(
       '/v1/customers/cust-a/grants',

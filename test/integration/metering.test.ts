@@ -1,6 +1,9 @@
 import { credits } from '../../domain/amount';
 import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
+import { Ledger } from '../../ledger/ledger';
+import { ingestEvents } from '../../metering/ingest';
+import { RateCardResolver } from '../../metering/rate-cards';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
 
@@ -227,7 +230,7 @@ describe('ingestion', () => {
     ]);
   });
 
-  it('rate cards are immutable in the database', async () => {
+  it('rate cards and usage events are append-only in the database', async () => {
     await expect(pool.query(`UPDATE rate_cards SET rules = '[]'`)).rejects.toThrow(/append-only/);
     await expect(pool.query(`DELETE FROM rate_cards`)).rejects.toThrow(/append-only/);
     await expect(pool.query(`UPDATE usage_events SET credits = 0`)).rejects.toThrow(/append-only/);
@@ -275,6 +278,206 @@ describe('ingestion', () => {
     expect(r.body.results.map((x: any) => x.status)).toEqual(['accepted', 'rejected']);
     expect(r.body.results[1].error.code).toBe('forbidden');
     expect((await balance(other)).available).toBe('10');
+  });
+});
+
+describe('the same id twice in one request', () => {
+  const ev = (customerId: string, id: string, quantity: string) => ({
+    id,
+    customerId,
+    meter: 'llm.output_tokens',
+    quantity,
+    timestamp: '2026-06-01T00:00:00Z',
+  });
+  const stored = async (customerId: string) =>
+    (
+      await pool.query(
+        `SELECT id, quantity::text, credits::text FROM usage_events WHERE customer_id = $1 ORDER BY id`,
+        [customerId],
+      )
+    ).rows;
+  const consumed = async (customerId: string) =>
+    (
+      await pool.query(
+        `SELECT coalesce(sum(amount), 0)::text s FROM ledger_entries WHERE customer_id = $1 AND account = 'consumed'`,
+        [customerId],
+      )
+    ).rows[0].s;
+
+  /** The same batch through each entry point: POST /v1/events and ingestEvents itself. */
+  const paths: [string, (events: unknown[]) => Promise<any[]>][] = [
+    ['POST /v1/events', async (events) => (await send(events)).body.results],
+    ['ingestEvents', (events) => ingestEvents(new Ledger(pool), new RateCardResolver(), events, new Date())],
+  ];
+
+  it.each(paths)(
+    '%s: different content under one id → the later one is rejected as a conflict; only the first is debited',
+    async (_name, ingest) => {
+      const c = await customer('100');
+      const results = await ingest([
+        ev(c, 'x', '1000'), // 2 credits
+        ev(c, 'x', '2000'), // same id, other quantity
+        { ...ev(c, 'x', '1000'), dimensions: { model: 'big' } }, // same id, other dimensions (would be 10)
+        { ...ev(c, 'x', '1000'), timestamp: '2026-06-01T00:00:01Z' }, // same id, other timestamp
+      ]);
+      expect(results.map((r) => [r.status, r.error?.code ?? r.credits])).toEqual([
+        ['accepted', '2'],
+        ['rejected', 'conflict'],
+        ['rejected', 'conflict'],
+        ['rejected', 'conflict'],
+      ]);
+      expect(results[1].error.message).toMatch(/event 0 of this batch/);
+      expect(results.slice(1).every((r) => r.transactionId === undefined)).toBe(true);
+      expect(await stored(c)).toEqual([{ id: 'x', quantity: '1000', credits: credits('2').toString() }]);
+      expect(await consumed(c)).toBe(credits('2').toString());
+      expect((await balance(c)).available).toBe('98');
+      // The stored event is the first one: a later request with the rejected content is a conflict too.
+      const later = await send([ev(c, 'x', '2000'), ev(c, 'x', '1000')]);
+      expect(later.body.results.map((r: any) => r.status)).toEqual(['rejected', 'duplicate']);
+      expect(later.body.results[0].error.code).toBe('conflict');
+      expect((await balance(c)).available).toBe('98');
+    },
+  );
+
+  it.each(paths)(
+    '%s: the same content under one id → the twin is a duplicate pointing at the first one’s transaction',
+    async (_name, ingest) => {
+      const c = await customer('100');
+      const other = await customer('100');
+      const results = await ingest([
+        ev(c, 'y', '1500'), // 3 credits
+        ev(other, 'y', '500'), // the same id of another customer is another event: 1 credit
+        ev(c, 'y', '1500'),
+        ev(c, 'z', '500'), // 1 credit, in the same ledger transaction as y
+      ]);
+      expect(results.map((r) => [r.status, r.credits])).toEqual([
+        ['accepted', '3'],
+        ['accepted', '1'],
+        ['duplicate', '3'],
+        ['accepted', '1'],
+      ]);
+      expect(results[2].transactionId).toBe(results[0].transactionId);
+      expect(results[3].transactionId).toBe(results[0].transactionId);
+      expect(results[1].transactionId).not.toBe(results[0].transactionId);
+      expect(await stored(c)).toEqual([
+        { id: 'y', quantity: '1500', credits: credits('3').toString() },
+        { id: 'z', quantity: '500', credits: credits('1').toString() },
+      ]);
+      expect((await balance(c)).available).toBe('96');
+      expect((await balance(other)).available).toBe('99');
+      expect(await findViolations(pool)).toEqual([]);
+    },
+  );
+});
+
+describe('prices finer than a micro-credit, seen through the API', () => {
+  // Each event is rounded UP to the next micro-credit (PRODUCT.md), so the per-event amounts below
+  // are not the exact products: a rating that rounds down or to nearest gives other figures.
+  const oddCard = {
+    effectiveFrom: T0,
+    rules: [
+      { meter: 'thirds', credits: '1', per: 3 }, // 1 unit = 0.333333… → 0.333334
+      { meter: 'tiny', credits: '0.0000015' }, // 1 unit = 0.0000015 → 0.000002
+      { meter: 'gpu', credits: '0.7', per: '0.3' }, // 1 unit = 2.333333… → 2.333334
+      { meter: 'tokens', credits: '2', per: 1000 }, // 1 token = 0.002 exactly
+    ],
+  };
+  const at = (day: string) => `2026-07-${day}T12:00:00Z`;
+  const e = (customerId: string, id: string, meter: string, quantity: string, day = '01') => ({
+    id,
+    customerId,
+    meter,
+    quantity,
+    timestamp: at(day),
+  });
+  let card: string;
+  let c: string;
+  let results: any[];
+
+  beforeAll(async () => {
+    card = uid('odd');
+    expect((await call(api.url, 'PUT', `/v1/rate-cards/${card}`, { key: admin, json: oddCard })).status).toBe(201);
+    c = await customer('10');
+    const assign = await call(api.url, 'PUT', `/v1/customers/${c}/rate-card`, { key: admin, json: { name: card } });
+    expect(assign.status).toBe(200);
+    results = (
+      await send([
+        e(c, 't1', 'thirds', '1'),
+        e(c, 't2', 'thirds', '1'),
+        e(c, 't3', 'thirds', '1', '02'),
+        e(c, 't4', 'thirds', '2', '02'), // 0.666666… → 0.666667
+        e(c, 'n1', 'tiny', '1'),
+        e(c, 'n2', 'tiny', '3'), // 0.0000045 → 0.000005
+        e(c, 'n3', 'tiny', '0.000001'), // 0.0000000000015 → 0.000001: never free
+        e(c, 'g1', 'gpu', '1'),
+        e(c, 'k1', 'tokens', '1'),
+      ])
+    ).body.results;
+  });
+
+  it('each event’s credits in the POST /v1/events results are rounded up to the next micro-credit', () => {
+    expect(results.map((r) => [r.id, r.status, r.credits])).toEqual([
+      ['t1', 'accepted', '0.333334'],
+      ['t2', 'accepted', '0.333334'],
+      ['t3', 'accepted', '0.333334'],
+      ['t4', 'accepted', '0.666667'],
+      ['n1', 'accepted', '0.000002'],
+      ['n2', 'accepted', '0.000005'],
+      ['n3', 'accepted', '0.000001'],
+      ['g1', 'accepted', '2.333334'],
+      ['k1', 'accepted', '0.002'],
+    ]);
+  });
+
+  it('the wallet is debited the sum of the rounded amounts, to the micro-credit', async () => {
+    // 3 × 0.333334 + 0.666667 + 0.000002 + 0.000005 + 0.000001 + 2.333334 + 0.002 = 4.002011
+    expect(await balance(c)).toMatchObject({ available: '5.997989', arrears: '0' });
+    const stored = await pool.query(`SELECT sum(credits)::text s FROM usage_events WHERE customer_id = $1`, [c]);
+    expect(stored.rows[0].s).toBe(credits('4.002011').toString());
+    expect(await findViolations(pool)).toEqual([]);
+  });
+
+  it('the usage report sums the rounded per-event amounts (three thirds cost more than one credit)', async () => {
+    const r = await call(
+      api.url,
+      'GET',
+      `/v1/customers/${c}/usage?from=2026-07-01T00:00:00Z&to=2026-08-01T00:00:00Z&groupBy=meter,day`,
+      { key: admin },
+    );
+    expect(r.status).toBe(200);
+    expect(r.body.rows).toEqual([
+      { meter: 'gpu', day: '2026-07-01', quantity: '1', credits: '2.333334', events: 1 },
+      { meter: 'thirds', day: '2026-07-01', quantity: '2', credits: '0.666668', events: 2 },
+      { meter: 'thirds', day: '2026-07-02', quantity: '3', credits: '1.000001', events: 2 },
+      { meter: 'tiny', day: '2026-07-01', quantity: '4.000001', credits: '0.000008', events: 3 },
+      { meter: 'tokens', day: '2026-07-01', quantity: '1', credits: '0.002', events: 1 },
+    ]);
+    expect(r.body.total).toBe('4.002011');
+  });
+
+  it('preview rates stored and given events with the same rounding, under the current card and the draft', async () => {
+    const draft = {
+      rules: [
+        { meter: 'thirds', credits: '2', per: 3 }, // 1 unit = 0.666666… → 0.666667
+        { meter: 'tiny', credits: '0.0000001' }, // 1 unit = 0.0000001 → 0.000001
+      ],
+    };
+    const stored = await call(api.url, 'POST', '/v1/rate-cards/preview', {
+      key: admin,
+      json: { draft, customerId: c, from: '2026-07-01T00:00:00Z', to: '2026-08-01T00:00:00Z' },
+    });
+    expect(stored.status).toBe(200);
+    const row = (meter: string) => stored.body.meters.find((m: any) => m.meter === meter);
+    // thirds: current 3 × 0.333334 + 0.666667; draft 3 × 0.666667 + 1.333334
+    expect(row('thirds')).toMatchObject({ events: 4, current: '1.666669', draft: '3.333335', difference: '1.666666' });
+    // tiny: current 0.000002 + 0.000005 + 0.000001; draft 0.000001 + 0.000001 (0.0000003 → 0.000001) + 0.000001
+    expect(row('tiny')).toMatchObject({ events: 3, current: '0.000008', draft: '0.000003', difference: '-0.000005' });
+    const given = await call(api.url, 'POST', '/v1/rate-cards/preview', {
+      key: admin,
+      json: { draft, customerId: c, events: [{ meter: 'thirds', quantity: '1' }] },
+    });
+    expect(given.status).toBe(200);
+    expect(given.body.total).toEqual({ current: '0.333334', draft: '0.666667', difference: '0.333333' });
   });
 });
 
@@ -433,7 +636,7 @@ describe('usage report and preview', () => {
     expect((await call(api.url, 'POST', '/v1/rate-cards/preview', { key: admin, json: { draft } })).status).toBe(400);
   });
 
-  it('rate card publishing validates rules', async () => {
+  it('rate card publishing validates rules and needs an admin key; versions are readable; an unknown card → 404', async () => {
     for (const rules of [
       [],
       [{ meter: 'x', credits: '-1' }],

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { temporal } from '@temporalio/proto';
 import { credits } from '../../domain/amount';
 import { getCustomer } from '../../db/customers';
 import { getHold } from '../../db/holds';
@@ -70,19 +71,39 @@ const txCount = async (customerId: string, type: string) =>
       ])
     ).rows[0].n,
   );
-const until = async (what: () => Promise<boolean>, ms: number) => {
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const until = async (what: () => Promise<boolean>, ms: number, label: string) => {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await what()) return;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
-  throw new Error('condition not met in time');
+  throw new Error(`${label}: not within ${ms} ms`);
 };
+/**
+ * Resolves once this worker process polls the task queue (its default identity is `<pid>@<host>`):
+ * a process bundles its workflows at start-up, which takes seconds on a loaded machine, and a
+ * call made before it polls would wait out the client's 10 s bound instead of testing anything.
+ */
+const polling = (proc: ChildProcess) =>
+  until(
+    async () => {
+      const r = await t.client.workflowService.describeTaskQueue({
+        namespace: 'default',
+        taskQueue: { name: t.taskQueue },
+        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      });
+      return (r.pollers ?? []).some((p) => p.identity?.startsWith(`${proc.pid}@`));
+    },
+    90_000,
+    `worker ${proc.pid} polling`,
+  );
 
 describe('crashes', () => {
   it('worker SIGKILLed right after the settle activity committed: after restart, exactly one settlement', async () => {
     const c = await customer('100');
     const a = startWorker({ CREDITFLOW_TEST_CRASH_AFTER_COMMIT: 'settleHold' });
+    await polling(a.proc);
     const placed = await t.holds.reserve({ customerId: c, holdId: 'job-1', amount: '40', ttlSeconds: 3600 });
     expect(placed.outcome).toBe('placed');
     // The caller's retry uses the same update id (as the API does, from its Idempotency-Key).
@@ -94,6 +115,7 @@ describe('crashes', () => {
     // No worker: the call gives up within its bound and says so (it does not hang).
     await expect(settling).rejects.toBeInstanceOf(DependencyUnavailable);
     const b = startWorker();
+    await polling(b.proc);
     const result = await settle(); // the retried activity replays the stored result
     expect(result).toMatchObject({ captured: '25', released: '15' });
     expect(await txCount(c, 'hold_settle')).toBe(1);
@@ -102,23 +124,28 @@ describe('crashes', () => {
     expect(await findViolations(pool)).toEqual([]);
     b.proc.kill('SIGTERM');
     await b.exited;
-  }, 90_000);
+  }, 240_000);
 
   it('all workers down across a TTL expiry: the hold is released when they return, exactly once', async () => {
     const c = await customer('10');
     const a = startWorker();
-    const placed = await t.holds.reserve({ customerId: c, holdId: 'job-2', amount: '6', ttlSeconds: 3 });
-    expect(placed.outcome).toBe('placed');
+    await polling(a.proc);
+    // The TTL must outlast placement + SIGKILL (sub-second, seconds on a loaded machine).
+    const placed = await t.holds.reserve({ customerId: c, holdId: 'job-2', amount: '6', ttlSeconds: 8 });
+    if (placed.outcome !== 'placed') throw new Error(`not placed: ${JSON.stringify(placed)}`);
     a.proc.kill('SIGKILL');
     await a.exited;
-    await new Promise((r) => setTimeout(r, 5000)); // TTL passes with no worker
+    const deadline = Date.parse(placed.hold.expiresAt);
+    expect(Date.now()).toBeLessThan(deadline); // the worker died before its timer could fire
+    await sleep(deadline - Date.now() + 2000); // the TTL passes with no worker
     expect((await getHold(pool, c, 'job-2'))!.status).toBe('active');
     const b = startWorker();
-    await until(async () => (await getHold(pool, c, 'job-2'))!.status === 'expired', 30_000);
+    await polling(b.proc);
+    await until(async () => (await getHold(pool, c, 'job-2'))!.status === 'expired', 60_000, 'TTL release');
     expect((await t.client.workflow.getHandle(reservationWorkflowId(c, 'job-2')).result()).status).toBe('expired');
     expect(await txCount(c, 'hold_release')).toBe(1);
     expect((await getCustomer(pool, c))!.wallet).toMatchObject({ available: credits('10'), held: 0n });
     b.proc.kill('SIGTERM');
     await b.exited;
-  }, 90_000);
+  }, 240_000);
 });

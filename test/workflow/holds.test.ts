@@ -59,6 +59,17 @@ const reserve = (customerId: string, amount: string, ttlSeconds = 3600, holdId =
   t.holds.reserve({ customerId, holdId, amount, ttlSeconds });
 const result = (customerId: string, holdId: string) =>
   t.client.workflow.getHandle(reservationWorkflowId(customerId, holdId)).result();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Polls with a generous bound: on a loaded machine things are slow, not wrong. */
+async function until<T>(label: string, what: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await what();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`${label}: not within ${ms} ms`);
+    await sleep(200);
+  }
+}
 
 describe('reservation workflow (real Temporal dev server + Postgres)', () => {
   it('place → capture → settle: captures the final amount and releases the rest', async () => {
@@ -162,19 +173,27 @@ describe('reservation workflow (real Temporal dev server + Postgres)', () => {
     );
   });
 
-  it('a terminated hold is released by the sweeper, exactly once', async () => {
+  it('a terminated hold is released by the sweeper once past its TTL, exactly once', async () => {
     const c = await customer('10');
-    const r = await reserve(c, '6', 1);
+    // A long TTL, so the workflow cannot release the hold itself before it is terminated.
+    const r = await reserve(c, '6', 3600);
     if (r.outcome !== 'placed') throw new Error('not placed');
     await t.client.workflow.getHandle(r.workflowId).terminate('operator test');
-    await new Promise((res) => setTimeout(res, 1500));
-    expect(await wallet(c)).toMatchObject({ held: credits('6') }); // stranded
     const sweep = () =>
       t.client.workflow.execute(holdSweeper, {
         taskQueue: t.taskQueue,
         workflowId: `sweep-${randomUUID()}`,
         args: [{ graceSeconds: 0 }],
       });
+    const early = await sweep(); // not past its TTL yet: the sweeper leaves it alone
+    expect(early.released.find((x) => x.customerId === c)).toBeUndefined();
+    // Its TTL passes with no workflow to act on it (moved back instead of waited for).
+    await pool.query(
+      `UPDATE holds SET expires_at = date_trunc('milliseconds', now()) - interval '1 minute'
+        WHERE customer_id = $1 AND id = $2`,
+      [c, r.hold.holdId],
+    );
+    expect(await wallet(c)).toMatchObject({ held: credits('6') }); // stranded
     const first = await sweep();
     expect(first.released).toContainEqual({ customerId: c, holdId: r.hold.holdId, workflowStatus: 'TERMINATED' });
     const second = await sweep();
@@ -186,13 +205,15 @@ describe('reservation workflow (real Temporal dev server + Postgres)', () => {
   it('a lot expiring while held stays reserved; what the hold releases from it expires', async () => {
     const id = `h-${randomUUID().slice(0, 8)}`;
     await createCustomer(pool, { id }, requestHash({ id }));
-    await ledger.grant(
+    // The hold must be placed before the lot expires: a margin for a loaded machine.
+    const g = await ledger.grant(
       { customerId: id, key: `g:${id}`, requestHash: 'g' },
-      { amount: credits('10'), kind: 'promotional', expiresAt: new Date(Date.now() + 2500) },
+      { amount: credits('10'), kind: 'promotional', expiresAt: new Date(Date.now() + 5000) },
     );
     const r = await reserve(id, '6');
-    if (r.outcome !== 'placed') throw new Error('not placed');
-    await new Promise((res) => setTimeout(res, 3000)); // the lot expires while held
+    expect(r).toMatchObject({ outcome: 'placed' });
+    if (r.outcome !== 'placed') return;
+    await sleep(Date.parse(g.result.lot.expiresAt!) - Date.now() + 500); // the lot expires while held
     expect((await t.holds.capture(id, r.hold.holdId, '2')).captured).toBe('2'); // the held part is still usable
     await t.holds.release(id, r.hold.holdId);
     const expired = await pool.query(
@@ -211,7 +232,7 @@ describe('reservation workflow (real Temporal dev server + Postgres)', () => {
       { customerId: id, key: `g:${id}`, requestHash: 'g' },
       { amount: credits('3'), kind: 'promotional', expiresAt: new Date(Date.now() + 1000) },
     ); // as if Temporal had been unreachable: no lifecycle workflow was started
-    await new Promise((res) => setTimeout(res, 1500));
+    await sleep(Date.parse(g.result.lot.expiresAt!) - Date.now() + 500); // past its end, unbooked
     const swept = await t.client.workflow.execute(holdSweeper, {
       taskQueue: t.taskQueue,
       workflowId: `sweep-${randomUUID()}`,
@@ -221,21 +242,19 @@ describe('reservation workflow (real Temporal dev server + Postgres)', () => {
     const status = async () =>
       (await pool.query<{ status: string }>(`SELECT status FROM credit_lots WHERE id = $1`, [g.result.lot.id])).rows[0]!
         .status;
-    for (let i = 0; i < 50 && (await status()) !== 'expired'; i++) await new Promise((res) => setTimeout(res, 200));
-    expect(await status()).toBe('expired');
+    await until('lot expired', async () => ((await status()) === 'expired' ? true : undefined));
     await t.client.workflow.getHandle(`wallet:${id}`).terminate('test done');
   });
 
-  it('workflows carry the CustomerId search attribute (visibility query)', async () => {
+  it('a reservation workflow carries the CustomerId search attribute (visibility query)', async () => {
     const c = await customer('5');
     const r = await reserve(c, '1');
     if (r.outcome !== 'placed') throw new Error('not placed');
-    let found: string[] = [];
-    for (let i = 0; i < 40 && found.length === 0; i++) {
-      found = [];
-      for await (const w of t.client.workflow.list({ query: `CustomerId = "${c}"` })) found.push(w.workflowId);
-      if (found.length === 0) await new Promise((res) => setTimeout(res, 250));
-    }
+    const found = await until('listed by CustomerId', async () => {
+      const ids: string[] = [];
+      for await (const w of t.client.workflow.list({ query: `CustomerId = "${c}"` })) ids.push(w.workflowId);
+      return ids.length > 0 ? ids : undefined;
+    });
     expect(found).toEqual([r.workflowId]);
     await t.holds.release(c, r.hold.holdId);
   });

@@ -165,6 +165,44 @@ it('a TTL that fires while an extend runs: the extend wins', async () => {
   expect((await post('/v1/holds/race/release', { customerId: c })).status).toBe(200);
 }, 60_000);
 
+it('an extend sent before the deadline that reaches the workflow with the TTL timer: the answer matches the ledger', async () => {
+  const c = await customer('10');
+  const placed = await post('/v1/holds', { customerId: c, holdId: 'same-task', amount: '5', ttlSeconds: 4 });
+  expect(placed.status).toBe(201);
+  const deadline = Date.parse(placed.body.expiresAt);
+  await stopWorker();
+  const key = randomUUID();
+  let first: Awaited<ReturnType<typeof post>>;
+  try {
+    // Sent before the deadline; no worker, so it waits (503 after the client's bound) and the
+    // update and the fired timer reach the workflow in the same task once a worker is back.
+    await new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now() - 1500)));
+    first = await post('/v1/holds/same-task/extend', { customerId: c, ttlSeconds: 600 }, key);
+    expect(first.status).toBe(503);
+    await new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now() + 500)));
+  } finally {
+    await startWorker();
+  }
+  let answer = await post('/v1/holds/same-task/extend', { customerId: c, ttlSeconds: 600 }, key);
+  for (let i = 0; answer.status === 503 && i < 20; i++)
+    answer = await post('/v1/holds/same-task/extend', { customerId: c, ttlSeconds: 600 }, key);
+  const handle = t.client.workflow.getHandle(reservationWorkflowId(c, 'same-task'));
+  // Either the extend won (200, active, the new deadline) or it came too late (422, expired):
+  // never a 200 for an extend whose hold the TTL then expired.
+  if (answer.status === 200) {
+    const h = (await getHold(pool, c, 'same-task'))!;
+    expect(h.status).toBe('active');
+    expect(h.expiresAt.toISOString()).toBe(answer.body.expiresAt);
+    await post('/v1/holds/same-task/release', { customerId: c });
+  } else {
+    expect(answer.status).toBe(422);
+    expect(answer.body.code).toBe('HoldExpired');
+    expect((await handle.result()).status).toBe('expired'); // the TTL, once the worker is back
+    expect((await getHold(pool, c, 'same-task'))!.status).toBe('expired');
+  }
+  expect(await findViolations(pool)).toEqual([]);
+}, 90_000);
+
 it('past its deadline with no worker: settle/capture/extend → 422 HoldExpired at once; the TTL releases it later', async () => {
   const c = await customer('10');
   expect((await post('/v1/holds', { customerId: c, holdId: 'late', amount: '6', ttlSeconds: 2 })).status).toBe(201);

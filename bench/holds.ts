@@ -1,5 +1,6 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -10,12 +11,13 @@ import { Ledger } from '../ledger/ledger';
 import { requestHash, sha256 } from '../lib/hash';
 import { createDatabaseIfMissing, migrate } from '../lib/migrate';
 import { startTemporalDevServer } from '../lib/temporal-dev-server';
-import { closedLoop, fmt, openLoop, postJson, startApiProcess, stats } from './lib';
+import { closedLoop, fmt, openLoop, ownChild, postJson, startApiProcess, stats } from './lib';
 
 /**
  * bench/holds: hold → settle cycles per second through the HTTP API (reservation workflow,
- * update-with-start, two ledger activities), against a reference measured in the same run on the
- * same Temporal server: a bare workflow with one no-op activity, started and completed.
+ * update-with-start, two local ledger activities), against a reference measured in the same run on
+ * the same Temporal server: a bare workflow with one no-op local activity, started and completed,
+ * its worker in its own process like the subject's.
  */
 const ROOT = path.resolve(__dirname, '..', '..');
 const PG_PORT = Number(process.env.BENCH_PG_PORT ?? 55499);
@@ -26,6 +28,23 @@ const CONCURRENCY = 8;
 const CUSTOMERS = 100;
 const ADMIN_KEY = `bench_admin_${randomUUID()}`;
 const TASK_QUEUE = 'bench-holds';
+const OLD_REFERENCE = process.env.BENCH_OLD_REFERENCE === '1';
+const phase = (name: string) => console.error(`${new Date().toISOString()} bench/holds: ${name}`);
+
+/** Forks the reference worker (dist/bench/reference-worker.js) and waits until it polls. */
+async function startReferenceWorker(env: Record<string, string>): Promise<ChildProcess> {
+  const child = ownChild(
+    fork(path.join(__dirname, 'reference-worker.js'), {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    }),
+  );
+  await new Promise<void>((resolve, reject) => {
+    child.once('message', () => resolve());
+    child.once('exit', (code) => reject(new Error(`reference worker exited (${code})`)));
+  });
+  return child;
+}
 
 async function main(): Promise<void> {
   mkdirSync(path.join(ROOT, '.data', 'bench'), { recursive: true });
@@ -62,10 +81,12 @@ async function main(): Promise<void> {
     TEMPORAL_TASK_QUEUE: TASK_QUEUE,
     LOG_LEVEL: 'warn',
   };
-  const worker = spawn(process.execPath, ['dist/worker/main.js'], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const worker = ownChild(
+    spawn(process.execPath, ['dist/worker/main.js'], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    }),
+  );
   const api = await startApiProcess({ ...env, CREDITFLOW_ADMIN_KEY: ADMIN_KEY }, API_PORT);
   const base = `http://127.0.0.1:${API_PORT}`;
   const headers = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' };
@@ -88,31 +109,49 @@ async function main(): Promise<void> {
     );
     if (status !== 200) throw new Error(`settle ${status}`);
   };
+  phase('warm-up');
   for (let i = 0; i < 20; i++) await cycle(); // warm-up (bundling, connections)
 
-  // Reference: bare workflow + one no-op activity on the same server, same concurrency.
-  const nc = await NativeConnection.connect({ address: temporal.address });
-  const refWorker = await Worker.create({
-    connection: nc,
-    taskQueue: 'bench-reference',
-    workflowsPath: require.resolve('./reference-workflow'),
-    activities: { noop: () => Promise.resolve() },
-  });
-  const refRunning = refWorker.run();
+  // Reference on the same server, same concurrency: a bare workflow with one no-op local activity,
+  // its worker in its own process. The old reference (normal activity, worker inside this
+  // process) only when asked for, to print old and new side by side once.
   const conn = await Connection.connect({ address: temporal.address });
   const client = new Client({ connection: conn });
-  const refRun = () =>
-    client.workflow.execute('referenceWorkflow', { taskQueue: 'bench-reference', workflowId: `ref-${randomUUID()}` });
-  for (let i = 0; i < 20; i++) await refRun();
-  const ref = await closedLoop(CONCURRENCY, 20 * SCALE, refRun);
-  const refRate = ref.latencies.length / ref.elapsed;
-  refWorker.shutdown();
-  await refRunning;
+  const refRun = (workflow: string, taskQueue: string) => () =>
+    client.workflow.execute(workflow, { taskQueue, workflowId: `ref-${randomUUID()}` });
+  const measure = async (run: () => Promise<void>) => {
+    for (let i = 0; i < 20; i++) await run();
+    const r = await closedLoop(CONCURRENCY, 20 * SCALE, run);
+    return r.latencies.length / r.elapsed;
+  };
+  let oldRate: number | null = null;
+  if (OLD_REFERENCE) {
+    phase('old reference');
+    const nc = await NativeConnection.connect({ address: temporal.address });
+    const refWorker = await Worker.create({
+      connection: nc,
+      taskQueue: 'bench-old-reference',
+      workflowsPath: require.resolve('./reference-workflow'),
+      activities: { noop: () => Promise.resolve() },
+    });
+    const refRunning = refWorker.run();
+    oldRate = await measure(refRun('oldReferenceWorkflow', 'bench-old-reference'));
+    refWorker.shutdown();
+    await refRunning;
+    await nc.close();
+  }
+  phase('reference');
+  const refWorker = await startReferenceWorker({ ...env, TEMPORAL_TASK_QUEUE: 'bench-reference' });
+  const refRate = await measure(refRun('referenceWorkflow', 'bench-reference'));
+  refWorker.kill('SIGTERM');
+  await once(refWorker, 'exit');
 
+  phase('holds');
   const holds = await closedLoop(CONCURRENCY, 20 * SCALE, () => cycle());
   const holdRate = holds.latencies.length / holds.elapsed;
 
   const place: number[] = [];
+  phase('placement');
   await openLoop(20, 30 * SCALE, () => cycle(place));
   const p = stats(place);
 
@@ -124,12 +163,15 @@ async function main(): Promise<void> {
   api.kill('SIGTERM');
   worker.kill('SIGTERM');
   await conn.close();
-  await nc.close();
   await temporal.stop();
   await pool.end();
   console.log(`
 bench/holds — ${CONCURRENCY} concurrent clients, same Temporal dev server for both
-  reference  bare workflow + 1 no-op activity         : ${fmt(refRate)} workflows/s
+${
+  oldRate === null
+    ? ''
+    : `  old ref.   bare workflow + 1 no-op normal activity, worker in the load generator : ${fmt(oldRate)} workflows/s (holds = ${fmt((100 * holdRate) / oldRate)} %)\n`
+}  reference  bare workflow + 1 no-op local activity, worker in its own process : ${fmt(refRate)} workflows/s
   holds      POST /v1/holds → POST …/settle (2 updates, 2 ledger steps) : ${fmt(holdRate)} cycles/s = ${fmt((100 * holdRate) / refRate)} % of reference (target ≥ 50 %)
   placement  POST /v1/holds at 20 holds/s (open loop)  : p50 ${fmt(p.p50)} ms, p99 ${fmt(p.p99)} ms (target p99 ≤ 100 ms, ${p.n} holds)
   check      wallets whose cached held ≠ entries: ${check.rows[0]!.bad}; holds left active: ${check.rows[0]!.active}

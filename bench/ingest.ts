@@ -2,18 +2,31 @@ import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { createPool } from '../db/pool';
 import { createCustomer } from '../ledger/customers';
 import { Ledger } from '../ledger/ledger';
 import { requestHash, sha256 } from '../lib/hash';
 import { createDatabaseIfMissing, migrate } from '../lib/migrate';
-import { closedLoop, cpuSeconds, fmt, openLoop, postJson, rssMb, serverCounts, startApiProcess, stats } from './lib';
+import { fairReference, oldReference } from './ingest-reference';
+import {
+  closedLoop,
+  clusterCpuSeconds,
+  cpuSeconds,
+  fmt,
+  openLoop,
+  postJson,
+  postmasterPid,
+  rssMb,
+  serverCounts,
+  startApiProcess,
+  stats,
+} from './lib';
 
 /**
  * bench/ingest: sustained usage-event ingestion through the real HTTP API into real Postgres,
- * against a reference measured in the same run on the same cluster: a bare multi-row
- * INSERT … ON CONFLICT DO NOTHING of the same rows into an identically indexed table.
+ * against a reference measured in the same run on the same cluster: bare multi-row
+ * INSERT … ON CONFLICT DO NOTHING of the same rows into a table constrained like usage_events, with
+ * the subject's client concurrency, pool size and duration (see ingest-reference.ts).
  */
 const ROOT = path.resolve(__dirname, '..', '..');
 const PG_PORT = Number(process.env.BENCH_PG_PORT ?? 55499);
@@ -23,6 +36,10 @@ const CUSTOMERS = 10_000;
 const BATCH = 1000;
 const BATCH_CLIENTS = Number(process.env.BENCH_BATCH_CLIENTS ?? 4);
 const SINGLE_CLIENTS = 32;
+const API_POOL_SIZE = 20;
+const BATCHED_SECONDS = 60 * SCALE;
+const OLD_REFERENCE = process.env.BENCH_OLD_REFERENCE === '1';
+const phase = (name: string) => console.error(`${new Date().toISOString()} bench/ingest: ${name}`);
 const ADMIN_KEY = `bench_admin_${randomUUID()}`;
 const BENCH_PG_SETTINGS = '-c shared_buffers=1GB -c max_wal_size=4GB -c checkpoint_timeout=15min';
 
@@ -99,7 +116,12 @@ async function main(): Promise<void> {
   await pool.query('CHECKPOINT');
 
   const api = await startApiProcess(
-    { DATABASE_URL: url, CREDITFLOW_ADMIN_KEY: ADMIN_KEY, TEMPORAL_ADDRESS: '127.0.0.1:1', DATABASE_POOL_SIZE: '20' },
+    {
+      DATABASE_URL: url,
+      CREDITFLOW_ADMIN_KEY: ADMIN_KEY,
+      TEMPORAL_ADDRESS: '127.0.0.1:1',
+      DATABASE_POOL_SIZE: String(API_POOL_SIZE),
+    },
     API_PORT,
   );
   const base = `http://127.0.0.1:${API_PORT}`;
@@ -125,6 +147,7 @@ async function main(): Promise<void> {
     if (status !== 200) throw new Error(`authorize ${status}`);
   };
   // Authorize first, on a quiet system (after a warm-up), then again later under ingestion load.
+  phase('authorize alone');
   await openLoop(200, 2, authorize);
   const route = '/v1/customers/:id/authorize';
   const srv0 = await serverCounts(base, route, '0.005');
@@ -134,63 +157,50 @@ async function main(): Promise<void> {
   const authLag = stats(aloneRun.lags);
   const serverUnder5 = (100 * (srv1.under - srv0.under)) / Math.max(1, srv1.total - srv0.total);
 
-  // Reference: bare multi-row INSERT … ON CONFLICT DO NOTHING, identically indexed table, one process.
-  await pool.query(`CREATE TABLE ref_events (LIKE usage_events INCLUDING DEFAULTS INCLUDING INDEXES)`);
-  const ref = new pg.Client({ connectionString: url });
-  await ref.connect();
-  const refSeconds = 15 * SCALE;
-  let refRows = 0;
-  const refStart = performance.now();
-  while (performance.now() - refStart < refSeconds * 1000) {
-    const rows = Array.from({ length: BATCH }, event);
-    const values: unknown[] = [];
-    const tuples = rows.map((e, i) => {
-      values.push(
-        e.customerId,
-        e.id,
-        e.meter,
-        e.quantity,
-        new Date(),
-        JSON.stringify(e.dimensions),
-        '2000000',
-        'default',
-        1,
-        randomUUID(),
-        sha256(e.id), // a 64-hex content hash, as ingestion stores
-      );
-      const b = i * 11;
-      return `($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6},$${b + 7},$${b + 8},$${b + 9},$${b + 10},$${b + 11})`;
-    });
-    await ref.query(
-      `INSERT INTO ref_events (customer_id, id, meter, quantity, occurred_at, dimensions, credits, card_name, card_version,
-         transaction_id, content_hash) VALUES ${tuples.join(',')} ON CONFLICT DO NOTHING`,
-      values,
-    );
-    refRows += BATCH;
-  }
-  const refRate = refRows / ((performance.now() - refStart) / 1000);
-  await ref.end();
+  // References on the same cluster, before the subject: the old one only when asked for, to print
+  // old and new side by side once.
+  const pgPid = postmasterPid(pgDir);
+  const pgCpu = () => clusterCpuSeconds(pgPid);
+  phase('reference');
+  const old = OLD_REFERENCE ? await oldReference(url, 15 * SCALE, BATCH, event) : null;
+  const ref = await fairReference({
+    url,
+    clients: BATCH_CLIENTS,
+    poolSize: API_POOL_SIZE,
+    seconds: BATCHED_SECONDS,
+    batch: BATCH,
+    next: event,
+    pgCpu,
+  });
+  const refRate = ref.rate;
+  phase(
+    `reference: ${ref.prebuilt} rows prebuilt; load generator peak RSS ${fmt(process.resourceUsage().maxRSS / 1024, 0)} MB`,
+  );
+  await pool.query('CHECKPOINT'); // the reference's writes are not flushed on the subject's time
 
+  phase('batched');
   // Warm-up, then batched ingestion through the API.
   await post(Array.from({ length: BATCH }, event));
   const cpu = () => ({
     api: cpuSeconds((_c, pid) => pid === api.pid),
-    pg: cpuSeconds((c) => c.startsWith('postgres')),
+    pg: pgCpu(),
     bench: cpuSeconds((_c, pid) => pid === process.pid),
   });
   const cpu0 = cpu();
   const steadyFrom = (performance.now() - apiStart) / 1000;
-  const batched = await closedLoop(BATCH_CLIENTS, 60 * SCALE, () => post(Array.from({ length: BATCH }, event)));
+  const batched = await closedLoop(BATCH_CLIENTS, BATCHED_SECONDS, () => post(Array.from({ length: BATCH }, event)));
   const batchedRate = (batched.latencies.length * BATCH) / batched.elapsed;
   const cpu1 = cpu();
   const perK = (k: 'api' | 'pg' | 'bench') => ((cpu1[k] - cpu0[k]) / (batched.latencies.length * BATCH)) * 1e6;
   const bs = stats(batched.latencies);
 
+  phase('unbatched');
   // Unbatched: one event per request, 32 clients.
   const single = await closedLoop(SINGLE_CLIENTS, 30 * SCALE, () => post([event()]));
   const singleRate = single.latencies.length / single.elapsed;
   const ss = stats(single.latencies);
 
+  phase('authorize under load');
   let loadOn = true;
   const background = (async () => {
     while (loadOn) await post(Array.from({ length: BATCH }, event));
@@ -215,7 +225,12 @@ async function main(): Promise<void> {
   const last = avg(warm.slice(-third));
   console.log(`
 bench/ingest — ${CUSTOMERS} customers, ${METERS.length} meters, batches of ${BATCH}
-  reference  bare INSERT … ON CONFLICT DO NOTHING, 1 process : ${fmt(refRate, 0)} rows/s
+${
+  old
+    ? `  old ref.   1 connection, batches built in the timed loop, no checks/FKs, ${fmt(15 * SCALE)} s : ${fmt(old.rate, 0)} rows/s (batched = ${fmt((100 * batchedRate) / old.rate)} %)\n`
+    : ''
+}  reference  bare INSERT … ON CONFLICT DO NOTHING, same checks/PK/index/FKs, ${BATCH_CLIENTS} clients, pool ${API_POOL_SIZE}, prebuilt batches, ${fmt(ref.seconds, 0)} s : ${fmt(refRate, 0)} rows/s
+             Postgres CPU per row ${fmt(ref.pgCpuPerRow)} µs${ref.builtInLoop ? `; ${ref.builtInLoop} batches built in the timed loop (prebuilt ran out)` : ''}
   batched    ${BATCH_CLIENTS} clients × ${BATCH} events/request        : ${fmt(batchedRate, 0)} events/s = ${fmt((100 * batchedRate) / refRate)} % of reference (target ≥ 25 %)
              batch latency p50 ${fmt(bs.p50)} ms, p99 ${fmt(bs.p99)} ms (${bs.n} batches)
              CPU per event: API ${fmt(perK('api'))} µs, Postgres ${fmt(perK('pg'))} µs, load generator ${fmt(perK('bench'))} µs

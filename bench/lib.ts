@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 
 /** Shared helpers for benchmarks: latency stats, an API child process, RSS sampling. */
 export function percentile(sorted: readonly number[], p: number): number {
@@ -15,6 +16,12 @@ export function stats(samples: number[]) {
 
 export const fmt = (n: number, digits = 1) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
 
+/** Fields of /proc/<pid>/stat after "pid (comm) " (comm may itself contain ") "). */
+function statFields(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+}
+
 /** CPU seconds (user + system) used so far by processes whose command line matches. */
 export function cpuSeconds(match: (cmdline: string, pid: number) => boolean): number {
   let ticks = 0;
@@ -23,7 +30,34 @@ export function cpuSeconds(match: (cmdline: string, pid: number) => boolean): nu
     try {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
       if (!match(cmd, Number(entry))) continue;
-      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      const fields = statFields(Number(entry));
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      /* process went away */
+    }
+  }
+  return ticks / 100;
+}
+
+/** The PID of a Postgres cluster's postmaster (first line of its postmaster.pid). */
+export function postmasterPid(dataDir: string): number {
+  return Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+}
+
+/**
+ * CPU seconds used so far by one Postgres cluster only: its postmaster, its live children, and
+ * (through the postmaster's cutime/cstime) the children it has already reaped, so backends that
+ * exit between two readings still count. Other clusters on the machine are not included.
+ */
+export function clusterCpuSeconds(postmaster: number): number {
+  const own = statFields(postmaster);
+  // utime, stime, cutime, cstime are fields 14-17 of /proc/<pid>/stat (11-14 after "pid (comm) ").
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const fields = statFields(Number(entry));
+      if (Number(fields[1]) !== postmaster) continue; // field 4: ppid
       ticks += Number(fields[11]) + Number(fields[12]);
     } catch {
       /* process went away */
@@ -37,11 +71,23 @@ export function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+const children = new Set<ChildProcess>();
+process.on('exit', () => children.forEach((c) => c.kill('SIGTERM')));
+
+/** Ends `child` with the bench, also when the bench fails (an orphaned worker would keep polling). */
+export function ownChild(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 export async function startApiProcess(env: Record<string, string>, port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['dist/api/main.js'], {
-    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const child = ownChild(
+    spawn(process.execPath, ['dist/api/main.js'], {
+      env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    }),
+  );
   for (let i = 0; i < 100; i++) {
     try {
       if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return child;

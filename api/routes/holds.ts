@@ -65,12 +65,21 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
     await idempotent(deps.pool, res, storeKey, requestHash(req.body), () =>
       outcome(async () => {
         const holds = await deps.holds();
-        const r = await holds.reserve({
+        const request = {
           customerId: b.customerId,
           holdId,
           amount,
           ttlSeconds: b.ttlSeconds ?? DEFAULT_TTL,
           metadata: b.metadata,
+        };
+        const r = await holds.reserve(request).catch(async (err: unknown) => {
+          // A hold named by this very Idempotency-Key whose reservation already finished (its
+          // first reply lost to a 503, then it was settled or expired): the placement happened,
+          // so answer it with the hold as the ledger has it now.
+          if (!(err instanceof DomainError && err.code === 'HoldExists') || b.holdId !== undefined) throw err;
+          const h = await getHold(deps.pool, b.customerId, holdId);
+          if (!h) throw err;
+          return { outcome: 'placed' as const, hold: holdView(h), workflowId: h.workflowId };
         });
         if (r.outcome === 'rejected') {
           return problemReply(

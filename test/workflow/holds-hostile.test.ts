@@ -134,6 +134,21 @@ it('ids built to collide stay apart: customer "P" + key "q:r" and customer "P:q"
   expect((await post('/v1/holds', { customerId: a, holdId: 'q:r', amount: '1' })).status).toBe(400);
 });
 
+it('a placement retried after its reservation finished (first reply lost) is answered with that hold', async () => {
+  const c = await customer('10');
+  const key = randomUUID();
+  const first = await post('/v1/holds', { customerId: c, amount: '3' }, key);
+  expect(first.status).toBe(201);
+  expect((await post(`/v1/holds/${first.body.holdId}/release`, { customerId: c })).status).toBe(200);
+  // As if the first answer had been a 503: no stored reply for the key.
+  await pool.query(`DELETE FROM http_idempotency WHERE scope = $1`, [composeKey('api', 'hold', 'place', c, key)]);
+  const retry = await post('/v1/holds', { customerId: c, amount: '3' }, key);
+  expect(retry.status).toBe(201);
+  expect(retry.body).toMatchObject({ holdId: first.body.holdId, status: 'released', amount: '3' });
+  // Another key naming that finished hold explicitly is still refused: ids are never reused.
+  expect((await post('/v1/holds', { customerId: c, holdId: first.body.holdId, amount: '3' })).status).toBe(409);
+});
+
 it('a hold for an unknown customer is a 404 before any workflow starts', async () => {
   const r = await post('/v1/holds', { customerId: 'nobody-here', holdId: 'ghost', amount: '1' });
   expect(r.status).toBe(404);

@@ -30,7 +30,8 @@ export async function temporalHarness(pool: Pool) {
     address,
     taskQueue,
     client,
-    holds: new HoldsClient(client, taskQueue),
+    // Generous bound: these tests check outcomes under load, not latency (the API's bound is 10 s).
+    holds: new HoldsClient(client, taskQueue, { timeoutMs: 30_000 }),
     startWorker,
     close: async () => {
       await connection.close();

@@ -162,6 +162,11 @@ export class Ledger {
       if (lot.status !== 'active') {
         throw new DomainError('LotNotActive', `lot ${lot.id} is ${lot.status}; only an active lot can be voided`);
       }
+      // Past expiresAt its unheld part has expired (booked or not): nothing is left to void, and
+      // an allowance's rollover and renewal at that boundary still belong to the lifecycle.
+      if (lot.expiresAt && lot.expiresAt <= now) {
+        throw new DomainError('LotNotActive', `lot ${lot.id} expired at ${lot.expiresAt.toISOString()}`);
+      }
       // Only the unused, unheld part is voided; a held part stays with its hold.
       const voided = lot.remaining;
       const entries: Entry[] =

@@ -168,7 +168,7 @@ export class MoneyModel {
   /**
    * Voids the unused, unheld part of an active lot; a held part stays with its hold. Past its
    * expiresAt the unheld part has expired already (expiry is the clock's, booked or not), so there
-   * is nothing left to void. (The ledger voids it instead: see the test's `voidCmd`.)
+   * is nothing left to void.
    */
   voidLot(idOrName: string): bigint {
     const l = this.lot(idOrName);

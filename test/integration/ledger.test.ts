@@ -177,6 +177,26 @@ describe('ledger core on real Postgres', () => {
     await expectNoViolations();
   });
 
+  it('a lot past its expiresAt cannot be voided, even before its expiry is booked', async () => {
+    const c = await newCustomer();
+    const start = now;
+    const g = await ledger.grant(cmd(c, 'g'), {
+      amount: credits('5'),
+      kind: 'promotional',
+      expiresAt: new Date(start.getTime() + 3_600_000),
+    });
+    now = new Date(start.getTime() + 7_200_000);
+    try {
+      const before = await counts();
+      await expect(ledger.voidLot(cmd(c, 'v'), { lotId: g.result.lot.id, reason: 'late' })).rejects.toMatchObject({
+        code: 'LotNotActive',
+      });
+      expect(await counts()).toEqual(before);
+    } finally {
+      now = start;
+    }
+  });
+
   it('refuses an unknown customer without writing', async () => {
     const before = await counts();
     await expect(ledger.grant(cmd('nobody', 'g'), { amount: 1n, kind: 'purchased' })).rejects.toMatchObject({

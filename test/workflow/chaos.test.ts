@@ -331,7 +331,8 @@ async function holdCase(s: (typeof STEPS)[number], when: 'before' | 'after'): Pr
 async function lifecycleCustomer(end: Date) {
   const c = `chaos-${randomUUID().slice(0, 8)}`;
   await createCustomer(pool, { id: c }, requestHash({ id: c }));
-  const ledger = new Ledger(pool);
+  // Granted as of a minute before `end`: a loaded machine may take seconds to get here.
+  const ledger = new Ledger(pool, () => new Date(end.getTime() - 60_000));
   const grant = (k: string, input: Parameters<Ledger['grant']>[1]) =>
     ledger.grant({ customerId: c, key: `${k}:${c}`, requestHash: k }, input);
   await grant('purchased', { amount: credits('100'), kind: 'purchased' });

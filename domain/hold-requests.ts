@@ -59,6 +59,7 @@ export interface ReserveRequest {
   amount: string;
   ttlSeconds: number;
   metadata?: Record<string, string>;
+  /** The deadline; the typed client fixes it from ttlSeconds before anything starts. */
   expiresAt?: string;
   /** Continue the workflow as new after this many updates (default 1000; tests lower it). */
   maxUpdates?: number;

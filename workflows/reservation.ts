@@ -12,7 +12,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { creditsProblem, deadlineProblem, ttlProblem } from '../domain/hold-requests';
+import { creditsProblem, deadlineProblem, ttlProblem, type ReserveRequest } from '../domain/hold-requests';
 import type { HoldView, PlaceResult, SettleResult } from '../ledger/holds';
 import { Mutex } from './util';
 
@@ -25,18 +25,10 @@ import { Mutex } from './util';
  * from history, never from the clock of the current task): a workflow task retried after a crash
  * sends the identical request, which the ledger answers from its idempotency record.
  */
-export interface ReservationInput {
-  customerId: string;
-  holdId: string;
-  amount: string;
-  ttlSeconds: number;
-  metadata?: Record<string, string>;
-  /** The deadline, fixed by the caller before the workflow starts (the typed client sets it). */
-  expiresAt?: string;
+/** The caller's request (its `expiresAt` fixed by the typed client before the start), plus: */
+export interface ReservationInput extends ReserveRequest {
   /** Set by continue-as-new: the hold is already on the ledger, placement is not repeated. */
   resume?: { step: number; hold: HoldView; expiresAt: string };
-  /** Continue as new after this many updates, so a hold extended for months keeps a small history. */
-  maxUpdates?: number;
 }
 
 export type ReservationStatus = 'placing' | 'active' | 'rejected' | 'settled' | 'released' | 'expired' | 'failed';

@@ -144,6 +144,13 @@ export class HoldsClient {
     });
   }
 
+  /** The final state of a finished reservation (e.g. its recorded rejection), bounded like every call. */
+  finished(customerId: string, holdId: string): Promise<ReservationState> {
+    return this.bounded(() => this.handle(customerId, holdId).result()).catch((err: unknown) => {
+      throw mapError(err);
+    });
+  }
+
   private handle(customerId: string, holdId: string) {
     return this.client.workflow.getHandle<typeof reservation>(reservationWorkflowId(customerId, holdId));
   }

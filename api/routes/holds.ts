@@ -6,6 +6,7 @@ import { customerExists } from '../../db/customers';
 import { getHold } from '../../db/holds';
 import type { Pool } from '../../db/pool';
 import { holdView } from '../../ledger/holds';
+import { reservationWorkflowId } from '../../workflows/reservation';
 import { requestHash, sha256 } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
 import { allow, READ_ROLES } from '../auth';
@@ -74,12 +75,14 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
         };
         const r = await holds.reserve(request).catch(async (err: unknown) => {
           // A hold named by this very Idempotency-Key whose reservation already finished (its
-          // first reply lost to a 503, then it was settled or expired): the placement happened,
-          // so answer it with the hold as the ledger has it now.
+          // first reply lost to a 503): answer with what that placement did — the hold as the
+          // ledger has it now, or the rejection the workflow recorded.
           if (!(err instanceof DomainError && err.code === 'HoldExists') || b.holdId !== undefined) throw err;
           const h = await getHold(deps.pool, b.customerId, holdId);
-          if (!h) throw err;
-          return { outcome: 'placed' as const, hold: holdView(h), workflowId: h.workflowId };
+          if (h) return { outcome: 'placed' as const, hold: holdView(h), workflowId: h.workflowId };
+          const rejection = (await holds.finished(b.customerId, holdId)).rejection;
+          if (!rejection) throw err;
+          return { ...rejection, workflowId: reservationWorkflowId(b.customerId, holdId) };
         });
         if (r.outcome === 'rejected') {
           return problemReply(

@@ -6,6 +6,7 @@ import { HoldsClient } from '../../client/holds';
 import { getHold } from '../../db/holds';
 import { findViolations } from '../../db/invariants';
 import { createPool, type Pool } from '../../db/pool';
+import { sha256 } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
 import { reservationWorkflowId } from '../../workflows';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
@@ -145,6 +146,19 @@ it('a placement retried after its reservation finished (first reply lost) is ans
   const retry = await post('/v1/holds', { customerId: c, amount: '3' }, key);
   expect(retry.status).toBe(201);
   expect(retry.body).toMatchObject({ holdId: first.body.holdId, status: 'released', amount: '3' });
+  // The same for a placement that was refused for lack of credits: the retry gets that 402.
+  const refusedKey = randomUUID();
+  const refused = await post('/v1/holds', { customerId: c, amount: '50' }, refusedKey);
+  expect(refused.status).toBe(402);
+  // Its reservation has finished (the hold id is derived from the key, as the API does).
+  const refusedHold = `h_${sha256(`${c}\u0000${refusedKey}`).slice(0, 32)}`;
+  expect((await t.client.workflow.getHandle(reservationWorkflowId(c, refusedHold)).result()).status).toBe('rejected');
+  await pool.query(`DELETE FROM http_idempotency WHERE scope = $1`, [
+    composeKey('api', 'hold', 'place', c, refusedKey),
+  ]);
+  const again = await post('/v1/holds', { customerId: c, amount: '50' }, refusedKey);
+  expect(again.status).toBe(402);
+  expect(again.body).toMatchObject({ available: '10', shortfall: '40' });
   // Another key naming that finished hold explicitly is still refused: ids are never reused.
   expect((await post('/v1/holds', { customerId: c, holdId: first.body.holdId, amount: '3' })).status).toBe(409);
 });

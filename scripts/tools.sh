@@ -93,7 +93,8 @@ ensure_temporal() {
 SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
 ensure_schemathesis() {
   local venv="$TOOLS/venv-schemathesis" py
-  if [ -x "$venv/bin/schemathesis" ] && compgen -G "$venv/lib/python*/site-packages/schemathesis-$SCHEMATHESIS_VERSION.dist-info" >/dev/null; then
+  # Runs, not merely exists: a venv moved from another path keeps dead script shebangs.
+  if "$venv/bin/schemathesis" --version >/dev/null 2>&1 && compgen -G "$venv/lib/python*/site-packages/schemathesis-$SCHEMATHESIS_VERSION.dist-info" >/dev/null; then
     return 0
   fi
   py="$(command -v python3 || true)"

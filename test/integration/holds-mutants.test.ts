@@ -5,6 +5,7 @@ import type { Pool } from '../../db/pool';
 import { createCustomer } from '../../ledger/customers';
 import { HoldLedger } from '../../ledger/holds';
 import { Ledger } from '../../ledger/ledger';
+import { LifecycleLedger } from '../../ledger/lifecycle';
 import { requestHash } from '../../lib/hash';
 import { freshDatabase } from '../support/db';
 
@@ -222,6 +223,155 @@ describe('hold movements', () => {
     expect(s).toMatchObject({ captured: '15', released: '0', overage: '11' });
     expect(await lotBalances(l)).toEqual({ remaining: '0', held: '0', status: 'depleted' });
     expect(await wallet(c)).toMatchObject({ available: credits('-5'), held: 0n, arrears: credits('5') });
+    await expectNoViolations();
+  });
+});
+
+/** The entries of one customer's transactions of one type, in order. */
+const entriesOf = async (c: string, type: string) =>
+  (
+    await pool.query<{ account: string; lot: string | null; amount: string }>(
+      `SELECT e.account, e.lot_id::text AS lot, e.amount::text FROM ledger_entries e
+         JOIN ledger_transactions t ON t.id = e.transaction_id
+        WHERE t.customer_id = $1 AND t.type = $2 ORDER BY e.id`,
+      [c, type],
+    )
+  ).rows;
+const heldByLot = (lots: { lotId: string; held: string }[]) => Object.fromEntries(lots.map((l) => [l.lotId, l.held]));
+
+describe('where released and captured credits go, lot by lot (ledger/movement.ts)', () => {
+  it('release sends a voided lot’s held credits to voided, not back to available; the lot stays voided', async () => {
+    const c = await newCustomer();
+    const l = await grant(c, 'g', '10');
+    await place(c, 'h', '4');
+    await ledger.voidLot(cmd(c, 'v'), { lotId: l, reason: 'refund' });
+    await holds.release(cmd(c, 'r'), { holdId: 'h', status: 'released' });
+    expect(await lotBalances(l)).toEqual({ remaining: '0', held: '0', status: 'voided' });
+    expect(await wallet(c)).toMatchObject({ available: 0n, held: 0n });
+    expect(await entriesOf(c, 'hold_release')).toEqual([
+      { account: 'held', lot: l, amount: '-4000000' },
+      { account: 'voided', lot: l, amount: '4000000' },
+    ]);
+    await expectNoViolations();
+  });
+
+  it('release sends held credits of a lot at its expiresAt to expired, and those of a live lot back', async () => {
+    const c = await newCustomer();
+    const soon = (await ledger.grant(cmd(c, 'g1'), { amount: credits('10'), kind: 'purchased', expiresAt: at(5) }))
+      .result.lot.id;
+    const later = (await ledger.grant(cmd(c, 'g2'), { amount: credits('10'), kind: 'purchased', expiresAt: at(50) }))
+      .result.lot.id;
+    await place(c, 'h', '4', at(10)); // from the lot expiring first
+    await place(c, 'h2', '13', at(10)); // the rest of it, then 7 of the later one
+    now = at(5); // exactly the first lot's expiresAt: no longer drawable, so not given back
+    await holds.release(cmd(c, 'r'), { holdId: 'h', status: 'released' });
+    expect(await entriesOf(c, 'hold_release')).toEqual([
+      { account: 'held', lot: soon, amount: '-4000000' },
+      { account: 'expired', lot: soon, amount: '4000000' },
+    ]);
+    expect(await lotBalances(soon)).toMatchObject({ remaining: '0', held: '6' });
+    await holds.release(cmd(c, 'r2'), { holdId: 'h2', status: 'released' });
+    expect(await lotBalances(later)).toEqual({ remaining: '10', held: '0', status: 'active' });
+    expect(await lotBalances(soon)).toMatchObject({ remaining: '0', held: '0' });
+    expect(await wallet(c)).toMatchObject({ available: credits('10'), held: 0n });
+    await expectNoViolations();
+  });
+
+  it('release gives nothing back to a lot the lifecycle booked as expired, even with the ledger’s clock behind', async () => {
+    const c = await newCustomer();
+    const l = (await ledger.grant(cmd(c, 'g'), { amount: credits('10'), kind: 'purchased', expiresAt: at(5) })).result
+      .lot.id;
+    await place(c, 'h', '4', at(10));
+    now = at(4); // the lifecycle timer's asOf may run ahead of the ledger's clock
+    await new LifecycleLedger(ledger, pool).tick(c, at(5));
+    expect(await lotBalances(l)).toEqual({ remaining: '0', held: '4', status: 'expired' });
+    await holds.release(cmd(c, 'r'), { holdId: 'h', status: 'released' });
+    expect(await lotBalances(l)).toEqual({ remaining: '0', held: '0', status: 'expired' });
+    expect(await wallet(c)).toMatchObject({ available: 0n, held: 0n });
+    await expectNoViolations();
+  });
+
+  it('a lot whose credits are all held stays active; a drained one stays depleted through later movements', async () => {
+    const c = await newCustomer();
+    const promo = await grant(c, 'g1', '10', 'promotional');
+    const paid = await grant(c, 'g2', '10', 'purchased');
+    await place(c, 'h', '15'); // 10 of promo, 5 of paid
+    expect(await lotBalances(promo)).toEqual({ remaining: '0', held: '10', status: 'active' });
+    await holds.capture(cmd(c, 'c'), { holdId: 'h', amount: credits('10') });
+    expect(await lotBalances(promo)).toEqual({ remaining: '0', held: '0', status: 'depleted' });
+    await holds.release(cmd(c, 'r'), { holdId: 'h', status: 'released' });
+    expect(await lotBalances(promo)).toEqual({ remaining: '0', held: '0', status: 'depleted' });
+    expect(await lotBalances(paid)).toEqual({ remaining: '10', held: '0', status: 'active' });
+    await expectNoViolations();
+  });
+
+  it('capture takes the hold’s lots in consumption order, not in the order it lists them', async () => {
+    // The hold lists its lots by id: pick a fixture whose first-drawn lot has the larger id.
+    let fixture: { c: string; first: string; second: string } | undefined;
+    for (let i = 0; i < 40 && !fixture; i++) {
+      const c = await newCustomer();
+      const first = (await ledger.grant(cmd(c, 'g1'), { amount: credits('10'), kind: 'purchased', priority: 10 }))
+        .result.lot.id;
+      const second = (await ledger.grant(cmd(c, 'g2'), { amount: credits('10'), kind: 'purchased', priority: 20 }))
+        .result.lot.id;
+      if (first > second) fixture = { c, first, second };
+    }
+    const { c, first, second } = fixture!;
+    expect(await place(c, 'h', '15')).toMatchObject({ outcome: 'placed', hold: { held: '15' } });
+    const v = (await holds.capture(cmd(c, 'c'), { holdId: 'h', amount: credits('8') })).result;
+    expect(heldByLot(v.lots)).toEqual({ [first]: '2', [second]: '5' });
+    await expectNoViolations();
+  });
+});
+
+describe('the wallet’s balances stay within ±9,000,000,000,000 credits (Movement.write)', () => {
+  const MAX = MAX_CREDITS_MICROS;
+
+  it('a wallet near the maximum can still place and release holds', async () => {
+    const c = await newCustomer();
+    await ledger.grant(cmd(c, 'g'), { amount: MAX - 5n, kind: 'purchased' });
+    await holds.place(cmd(c, 'pa'), { holdId: 'a', workflowId: 't', amount: 10n, expiresAt: at(1) });
+    await holds.place(cmd(c, 'pb'), { holdId: 'b', workflowId: 't', amount: MAX - 15n, expiresAt: at(1) });
+    expect(await wallet(c)).toMatchObject({ available: 0n, held: MAX - 5n });
+    await holds.release(cmd(c, 'rb'), { holdId: 'b', status: 'released' });
+    expect(await wallet(c)).toMatchObject({ available: MAX - 15n, held: 10n });
+    await expectNoViolations();
+  });
+
+  it('held credits past the maximum (all the lots plus the overdraft) are refused, naming them', async () => {
+    const c = await newCustomer(10n);
+    await ledger.grant(cmd(c, 'g'), { amount: MAX, kind: 'purchased' });
+    await holds.place(cmd(c, 'pa'), { holdId: 'a', workflowId: 't', amount: MAX, expiresAt: at(1) });
+    await expect(
+      holds.place(cmd(c, 'pb'), { holdId: 'b', workflowId: 't', amount: 1n, expiresAt: at(1) }),
+    ).rejects.toMatchObject({
+      code: 'AmountTooLarge',
+      message: "the wallet's held credits would exceed 9,000,000,000,000 credits",
+    });
+  });
+
+  it('arrears past the maximum are refused, naming the arrears, or the available credits when both overflow', async () => {
+    // Settling 1 µc above a hold, with MAX already owed and nothing drawable: arrears MAX + 1.
+    const owingMax = async (futureCredits: string | null) => {
+      const c = await newCustomer();
+      await ledger.grant(cmd(c, 'g'), { amount: 10n, kind: 'purchased' });
+      await holds.place(cmd(c, 'p'), { holdId: 'h', workflowId: 't', amount: 10n, expiresAt: at(1) });
+      // Counted in available, not drawable: keeps available above -MAX while arrears pass MAX.
+      if (futureCredits)
+        await ledger.grant(cmd(c, 'f'), { amount: credits(futureCredits), kind: 'purchased', effectiveAt: at(24) });
+      await ledger.debit(cmd(c, 'd'), { amount: MAX });
+      return c;
+    };
+    const c = await owingMax('100');
+    await expect(holds.settle(cmd(c, 's'), { holdId: 'h', amount: 11n })).rejects.toMatchObject({
+      code: 'AmountTooLarge',
+      message: "the wallet's arrears would exceed 9,000,000,000,000 credits",
+    });
+    const both = await owingMax(null);
+    await expect(holds.settle(cmd(both, 's'), { holdId: 'h', amount: 11n })).rejects.toMatchObject({
+      code: 'AmountTooLarge',
+      message: "the wallet's available credits would exceed 9,000,000,000,000 credits",
+    });
     await expectNoViolations();
   });
 });

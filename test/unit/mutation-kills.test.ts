@@ -1,7 +1,8 @@
-import { credits, parseCredits } from '../../domain/amount';
+import { credits, MAX_CREDITS_MICROS, parseCredits } from '../../domain/amount';
 import { decimal } from '../../domain/decimal';
 import { allocate, compareConsumptionOrder, drawableTotal, type LotForAllocation } from '../../domain/lots';
 import { findRule, rateEvent, versionAt, type RateRule } from '../../domain/rating';
+import { ensureFits } from '../../ledger/limits';
 
 /**
  * Behaviour the other unit tests left open, found by mutation testing (`npm run mutation`): each
@@ -165,5 +166,22 @@ describe('versionAt: the latest effectiveFrom ≤ at, then the highest version, 
   it('at the same effectiveFrom the highest version wins, listed first or last', () => {
     expect(versionAt([v(3, 10), v(2, 10)], at(20))!.version).toBe(3);
     expect(versionAt([v(2, 10), v(3, 10)], at(20))!.version).toBe(3);
+  });
+});
+
+describe('ensureFits: ±9,000,000,000,000 credits, both ends included', () => {
+  const MAX = MAX_CREDITS_MICROS;
+  it('accepts the bounds and refuses one µc beyond either, naming what and the limit', () => {
+    expect(() => ensureFits('x', MAX)).not.toThrow();
+    expect(() => ensureFits('x', -MAX)).not.toThrow();
+    for (const v of [MAX + 1n, -MAX - 1n]) {
+      expect(() => ensureFits('the thing', v)).toThrow(
+        expect.objectContaining({
+          code: 'AmountTooLarge',
+          message: 'the thing would exceed 9,000,000,000,000 credits',
+          details: { limit: '9000000000000' },
+        }),
+      );
+    }
   });
 });

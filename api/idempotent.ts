@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Response } from 'express';
 import { abandonKey, claimKey, completeKey, type StoredReply } from '../db/http-idempotency';
 import type { Pool } from '../db/pool';
-import { problem, problemBody, type HttpProblem } from './problem';
+import { DomainError, isRetryable } from '../domain/errors';
+import { domainProblem, problem, problemBody, type HttpProblem } from './problem';
 
 export type Reply = StoredReply;
 
@@ -41,6 +42,20 @@ export async function idempotent(
   if (reply.status < 500) await completeKey(pool, scope, claim.owner, reply);
   else await abandonKey(pool, scope, claim.owner).catch(() => undefined);
   send(res, reply);
+}
+
+/**
+ * Runs the work; a final domain outcome becomes a stored reply (replays repeat it). Retryable
+ * errors and a missing customer (it may exist on the next try) propagate and are not stored.
+ */
+export async function finalOutcome(fn: () => Promise<Reply>): Promise<Reply> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof DomainError && !isRetryable(err) && err.code !== 'CustomerNotFound')
+      return problemReply(domainProblem(err));
+    throw err;
+  }
 }
 
 /** A known problem as a reply that can be stored and replayed. */

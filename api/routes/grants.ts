@@ -1,12 +1,10 @@
 import { Router, type Request } from 'express';
-import { DomainError, isRetryable } from '../../domain/errors';
 import { Ledger } from '../../ledger/ledger';
 import type { Logger } from '../../lib/logger';
 import { requestHash } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
 import { allow, GRANT_ROLES } from '../auth';
-import { idempotent, problemReply, type Reply } from '../idempotent';
-import { domainProblem } from '../problem';
+import { finalOutcome, idempotent } from '../idempotent';
 import { CustomerParams, GrantBody, IdempotencyKeyHeader, LotParams, VoidBody } from '../schemas';
 import { body, params, parse } from '../validate';
 
@@ -25,17 +23,6 @@ function command(req: Request, op: string, customerId: string, extra: Record<str
   };
 }
 
-/** Final domain outcomes are stored; a missing customer is not (it may exist on the next try). */
-async function outcome(fn: () => Promise<Reply>): Promise<Reply> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof DomainError && !isRetryable(err) && err.code !== 'CustomerNotFound')
-      return problemReply(domainProblem(err));
-    throw err;
-  }
-}
-
 export function grantRoutes(deps: {
   ledger: Ledger;
   pool: Parameters<typeof idempotent>[0];
@@ -49,7 +36,7 @@ export function grantRoutes(deps: {
     const b = body(GrantBody, req);
     const cmd = command(req, 'grant', id);
     await idempotent(deps.pool, res, cmd.key, cmd.requestHash, () =>
-      outcome(async () => {
+      finalOutcome(async () => {
         const { result } = await deps.ledger.grant(cmd, b);
         // Lots with an end (expiry or period) get the customer's lifecycle workflow started or told.
         // Best effort and bounded: the ledger never draws an expired lot, and the sweeper nudges
@@ -73,7 +60,7 @@ export function grantRoutes(deps: {
     const b = body(VoidBody, req);
     const cmd = command(req, 'void', id, { lotId });
     await idempotent(deps.pool, res, cmd.key, cmd.requestHash, () =>
-      outcome(async () => ({
+      finalOutcome(async () => ({
         status: 200,
         body: (await deps.ledger.voidLot(cmd, { lotId, reason: b.reason })).result,
       })),

@@ -1,7 +1,7 @@
 import { Router, type Request } from 'express';
 import type { HoldsClient } from '../../client/holds';
 import { formatCredits } from '../../domain/amount';
-import { customerNotFound, DomainError, isRetryable } from '../../domain/errors';
+import { customerNotFound, DomainError } from '../../domain/errors';
 import { customerExists } from '../../db/customers';
 import { getHold } from '../../db/holds';
 import type { Pool } from '../../db/pool';
@@ -10,8 +10,8 @@ import { reservationWorkflowId } from '../../workflows/reservation';
 import { requestHash, sha256 } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
 import { allow, READ_ROLES } from '../auth';
-import { idempotent, problemReply, type Reply } from '../idempotent';
-import { domainProblem, problem } from '../problem';
+import { finalOutcome, idempotent, problemReply } from '../idempotent';
+import { problem } from '../problem';
 import {
   CaptureBody,
   CreateHoldBody,
@@ -25,16 +25,6 @@ import {
 import { body, params, parse, query } from '../validate';
 
 const DEFAULT_TTL = 3600;
-
-/** Final domain outcomes become stored replies (so replays repeat them); anything else propagates. */
-async function outcome(fn: () => Promise<Reply>): Promise<Reply> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof DomainError && !isRetryable(err)) return problemReply(domainProblem(err));
-    throw err;
-  }
-}
 
 function scope(req: Request, customerId: string) {
   const p = req.principal!;
@@ -64,7 +54,7 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
     const amount = formatCredits(b.amount);
     const storeKey = composeKey('api', 'hold', 'place', b.customerId, idem);
     await idempotent(deps.pool, res, storeKey, requestHash(req.body), () =>
-      outcome(async () => {
+      finalOutcome(async () => {
         const holds = await deps.holds();
         const request = {
           customerId: b.customerId,
@@ -122,7 +112,7 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
       const idem = key(req);
       const storeKey = composeKey('api', 'hold', name, b.customerId, holdId, idem);
       await idempotent(deps.pool, res, storeKey, requestHash(req.body), () =>
-        outcome(async () => {
+        finalOutcome(async () => {
           const h = await getHold(deps.pool, b.customerId, holdId);
           if (!h) throw new DomainError('HoldNotFound', `hold ${holdId} of customer ${b.customerId} does not exist`);
           // A finished hold may have been finished by this very request (its reply lost to a crash

@@ -13,6 +13,7 @@ COPY worker worker
 COPY workflows workflows
 COPY activities activities
 COPY metering metering
+COPY payments payments
 COPY client client
 COPY cli cli
 COPY scripts scripts

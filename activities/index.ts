@@ -11,6 +11,11 @@ import { Ledger } from '../ledger/ledger';
 import { requestHash } from '../lib/hash';
 import { composeKey } from '../lib/ids';
 import { failureKind } from '../lib/unavailable';
+import { getPaymentMethod, recordAttempt } from '../db/payments';
+import { PaymentsLedger, purchaseWorkflowId, type ChargeDone, type PaymentOrder } from '../ledger/payments';
+import { isGatewayError, type PaymentGateway } from '../payments/gateway';
+import type { TopUpTrigger } from '../client/topups';
+import type { PurchaseInput } from '../workflows/purchase';
 
 export interface ActivityDeps {
   pool: Pool;
@@ -19,6 +24,10 @@ export interface ActivityDeps {
   temporal?: () => Promise<Client>;
   /** The task queue lifecycle workflows run on (the sweeper restarts missed ones). */
   taskQueue?: string;
+  /** The payment gateway purchases and top-ups charge through. */
+  gateway?: PaymentGateway;
+  /** After a debit commits: signals wallets left below their top-up threshold. */
+  topUps?: TopUpTrigger;
 }
 
 /** Serialization failure, deadlock: a retry cures them (the step is idempotent). */
@@ -93,6 +102,25 @@ async function step<T>(activity: string, fn: () => Promise<T>): Promise<T> {
   return r;
 }
 
+/**
+ * A gateway's answer, classified: a permanent error (a decline) is final at once; a retryable one
+ * is retried by the workflow with the same idempotency key; anything else goes through `domain`.
+ */
+async function gatewayCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!isGatewayError(err)) return domain(() => Promise.reject(err));
+    const declined = err.code === 'card_declined';
+    throw ApplicationFailure.create({
+      type: err.kind === 'retryable' ? 'GatewayRetryable' : declined ? 'PaymentDeclined' : 'PaymentFailed',
+      message: err.message,
+      details: [{ code: err.code, declineCode: err.declineCode }],
+      nonRetryable: err.kind === 'permanent',
+    });
+  }
+}
+
 export interface HoldCommand {
   /** `<workflowId>:<step>`: a retried activity replays the stored result instead of moving credits again. */
   key: string;
@@ -112,6 +140,14 @@ export function createActivities(deps: ActivityDeps) {
   const holds = new HoldLedger(ledger);
   const lifecycle = new LifecycleLedger(ledger, deps.pool);
   const now = deps.clock ?? (() => new Date());
+  const payments = new PaymentsLedger(ledger, deps.pool);
+  const gateway = () => {
+    if (!deps.gateway)
+      throw ApplicationFailure.create({ type: 'Unexpected', message: 'no payment gateway configured' });
+    return deps.gateway;
+  };
+  /** A debit just committed: the wallet may need its top-up (never fails the step). */
+  const debited = (customerId: string) => deps.topUps?.check([customerId]);
   return {
     /** Connectivity check: proves the worker reaches Postgres. */
     async databaseTime(): Promise<string> {
@@ -125,6 +161,7 @@ export function createActivities(deps: ActivityDeps) {
       const r = await step('placeHold', () =>
         holds.place(cmd(c, c), { ...c, amount: credits(c.amount), expiresAt: new Date(c.expiresAt) }),
       );
+      debited(c.customerId);
       return r.result;
     },
 
@@ -132,6 +169,7 @@ export function createActivities(deps: ActivityDeps) {
       const r = await step('captureHold', () =>
         holds.capture(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }),
       );
+      debited(c.customerId);
       return r.result;
     },
 
@@ -143,6 +181,7 @@ export function createActivities(deps: ActivityDeps) {
           expiresAt: c.expiresAt ? new Date(c.expiresAt) : undefined,
         }),
       );
+      debited(c.customerId);
       return r.result;
     },
 
@@ -150,6 +189,7 @@ export function createActivities(deps: ActivityDeps) {
       const r = await step('settleHold', () =>
         holds.settle(cmd(c, c), { holdId: c.holdId, amount: credits(c.amount) }),
       );
+      debited(c.customerId);
       return r.result;
     },
 
@@ -168,7 +208,86 @@ export function createActivities(deps: ActivityDeps) {
 
     /** Books the customer's expiries and renewals due at the workflow's `asOf`; returns what comes next. */
     async lifecycleTick(o: { customerId: string; asOf: string; alertLeadMs?: number }) {
-      return step('lifecycleTick', () => lifecycle.tick(o.customerId, new Date(o.asOf), o.alertLeadMs));
+      const r = await step('lifecycleTick', () => lifecycle.tick(o.customerId, new Date(o.asOf), o.alertLeadMs));
+      debited(o.customerId); // expiries
+      return r;
+    },
+
+    /** The purchase's row; its first step, so nothing is written for a workflow that never ran. */
+    async recordPurchase(p: PurchaseInput) {
+      const o = p.order;
+      await step('recordPurchase', () =>
+        payments.recordPurchase({
+          customerId: o.customerId,
+          id: o.paymentId,
+          source: 'purchase',
+          credits: credits(o.credits),
+          amountMinor: BigInt(o.amountMinor),
+          currency: o.currency,
+          gateway: o.gateway,
+          paymentMethod: o.paymentMethod ?? null,
+          gatewayCustomerId: o.gatewayCustomerId ?? null,
+          gatewayKey: o.gatewayKey,
+          workflowId: purchaseWorkflowId(o.customerId, o.paymentId),
+          requestHash: p.requestHash,
+          expiresAt: o.expiresAt ? new Date(o.expiresAt) : null,
+          reason: o.reason ?? null,
+          createdAt: new Date(p.createdAt),
+        }),
+      );
+    },
+
+    /** One gateway charge under the order's key (a retry sends the identical request). */
+    async chargePayment(o: PaymentOrder): Promise<ChargeDone> {
+      crashPoint('chargePayment', 'before');
+      await domain(() => recordAttempt(deps.pool, o.customerId, o.paymentId, Context.current().info.attempt));
+      const c = await gatewayCall(() =>
+        gateway().charge({
+          idempotencyKey: o.gatewayKey,
+          customerId: o.customerId,
+          paymentMethod: o.paymentMethod ?? '',
+          ...(o.gatewayCustomerId ? { gatewayCustomerId: o.gatewayCustomerId } : {}),
+          ...(o.offlineReference ? { offlineReference: o.offlineReference } : {}),
+          amountMinor: BigInt(o.amountMinor),
+          currency: o.currency,
+          description: `${o.credits} credits (${o.source} ${o.paymentId})`,
+        }),
+      );
+      crashPoint('chargePayment', 'after');
+      return { reference: c.reference, amountMinor: c.amountMinor.toString(), currency: c.currency.toUpperCase() };
+    },
+
+    /** The charge made under the order's key, if the gateway has one (a reply we never got). */
+    async findPaymentCharge(o: PaymentOrder): Promise<ChargeDone | null> {
+      const c = await gatewayCall(() =>
+        gateway().findCharge({
+          idempotencyKey: o.gatewayKey,
+          customerId: o.customerId,
+          ...(o.gatewayCustomerId ? { gatewayCustomerId: o.gatewayCustomerId } : {}),
+        }),
+      );
+      return c
+        ? { reference: c.reference, amountMinor: c.amountMinor.toString(), currency: c.currency.toUpperCase() }
+        : null;
+    },
+
+    async grantPayment(o: { order: PaymentOrder; charge: ChargeDone; asOf: string }) {
+      const r = await step('grantPayment', () => payments.grant(o.order, o.charge, new Date(o.asOf)));
+      return r.result;
+    },
+
+    async failPayment(o: { order: PaymentOrder; code: string; reason: string; asOf: string }) {
+      return step('failPayment', () => payments.fail(o.order, { code: o.code, reason: o.reason }, new Date(o.asOf)));
+    },
+
+    /** The top-up workflow's look at the wallet: nothing to do, wait (cooldown), or charge this order. */
+    async planTopUp(o: { customerId: string; asOf: string; key: string }) {
+      const r = await step('planTopUp', () =>
+        payments.plan(o.customerId, new Date(o.asOf), o.key, gateway().name, async (tx) =>
+          getPaymentMethod(tx, o.customerId),
+        ),
+      );
+      return r.result;
     },
 
     /**
@@ -207,7 +326,16 @@ export function createActivities(deps: ActivityDeps) {
           nudged.push(customerId);
         }
       }
-      return { checked: candidates.length, released, lifecyclesNudged: nudged };
+      // And auto top-up: a wallet below its threshold with an enabled rule is never left alone
+      // (a debit whose signal found Temporal away, a workflow terminated from the UI).
+      let topUpsNudged: string[] = [];
+      if (deps.topUps) {
+        topUpsNudged = await deps.topUps.signalBelowThreshold(null, o.limit ?? 500).catch((err: unknown) => {
+          log.warn('top-up scan could not signal every wallet', { err: String(err) });
+          return [];
+        });
+      }
+      return { checked: candidates.length, released, lifecyclesNudged: nudged, topUpsNudged };
     },
   };
 }

@@ -16,6 +16,12 @@ import { apiKeyRoutes } from './routes/api-keys';
 import { strictQuery } from './validate';
 import type { HoldsClient } from '../client/holds';
 import { RateCardResolver } from '../metering/rate-cards';
+import type { PaymentsClient } from '../client/payments';
+import type { TopUpTrigger } from '../client/topups';
+import type { PaymentGateway } from '../payments/gateway';
+import { SandboxGateway } from '../payments/sandbox';
+import { paymentRoutes } from './routes/payments';
+import { topUpRoutes } from './routes/topups';
 
 export interface AppDeps {
   pool: Pool;
@@ -29,9 +35,17 @@ export interface AppDeps {
   holds?: () => Promise<HoldsClient>;
   /** Starts or signals a customer's credit-lifecycle workflow. */
   lifecycle?: (customerId: string) => Promise<void>;
+  /** The payment gateway (default: the sandbox, for tests). */
+  gateway?: PaymentGateway;
+  /** Starts purchase workflows. */
+  payments?: () => Promise<PaymentsClient>;
+  /** After a debit commits: signals wallets left below their auto top-up threshold. */
+  topUps?: TopUpTrigger;
   bodyLimit?: string;
   clock?: () => Date;
 }
+
+const noTemporal = () => Promise.reject(Object.assign(new Error('Temporal is not configured'), { code: 14 }));
 
 const withTimeout = <T>(p: Promise<T>, ms: number) =>
   Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), ms).unref())]);
@@ -124,15 +138,28 @@ export function createApp(deps: AppDeps): express.Express {
   });
   v1.use(jsonBody({ limit: deps.bodyLimit ?? '1mb' }));
   v1.use(customerRoutes({ pool: deps.pool, clock }));
-  v1.use(grantRoutes({ ledger: deps.ledger, pool: deps.pool, lifecycle: deps.lifecycle, logger: deps.logger }));
+  v1.use(
+    grantRoutes({
+      ledger: deps.ledger,
+      pool: deps.pool,
+      lifecycle: deps.lifecycle,
+      logger: deps.logger,
+      topUps: deps.topUps,
+    }),
+  );
   const resolver = new RateCardResolver();
-  v1.use(meteringRoutes({ pool: deps.pool, ledger: deps.ledger, resolver, clock }));
+  v1.use(meteringRoutes({ pool: deps.pool, ledger: deps.ledger, resolver, clock, topUps: deps.topUps }));
+  const gateway = deps.gateway ?? new SandboxGateway(deps.pool);
+  v1.use(
+    paymentRoutes({ pool: deps.pool, gateway, payments: deps.payments ?? noTemporal, topUps: deps.topUps, clock }),
+  );
+  v1.use(topUpRoutes({ pool: deps.pool, gateway, topUps: deps.topUps, clock }));
   v1.use(rateCardRoutes({ pool: deps.pool, resolver, clock }));
   v1.use(
     holdRoutes({
       pool: deps.pool,
       clock,
-      holds: deps.holds ?? (() => Promise.reject(Object.assign(new Error('Temporal is not configured'), { code: 14 }))),
+      holds: deps.holds ?? noTemporal,
     }),
   );
   v1.use(apiKeyRoutes({ pool: deps.pool }));

@@ -5,7 +5,8 @@ import type { Pool } from '../db/pool';
 import { DomainError, isRetryable } from '../domain/errors';
 import { domainProblem, problem, problemBody, type HttpProblem } from './problem';
 
-export type Reply = StoredReply;
+/** `provisional`: not the final outcome (202 pending): sent but not stored, so a retry asks again. */
+export type Reply = StoredReply & { provisional?: boolean };
 
 /** Longer than any bounded operation behind it (hold operations give up after ~10 s). */
 const LEASE_MS = 60_000;
@@ -39,7 +40,8 @@ export async function idempotent(
     await abandonKey(pool, scope, claim.owner).catch(() => undefined); // the lease ends it otherwise
     throw err;
   }
-  if (reply.status < 500) await completeKey(pool, scope, claim.owner, reply);
+  if (reply.status < 500 && !reply.provisional)
+    await completeKey(pool, scope, claim.owner, { status: reply.status, body: reply.body });
   else await abandonKey(pool, scope, claim.owner).catch(() => undefined);
   send(res, reply);
 }

@@ -11,6 +11,9 @@ import { HoldsClient } from '../client/holds';
 import { notifyLifecycle } from '../client/lifecycle';
 import { assertWorkerPolling } from '../client/workers';
 import { createApp } from './app';
+import { PaymentsClient } from '../client/payments';
+import { TopUpTrigger } from '../client/topups';
+import { createGateway } from '../payments';
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -31,6 +34,11 @@ async function main(): Promise<void> {
   const temporal = new TemporalHandle(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE, log);
   temporal.ready().catch((err: unknown) => log.warn({ err: String(err) }, 'Temporal not reachable yet'));
   let holdsClient: HoldsClient | undefined; // one per process, over the one connection
+  let paymentsClient: PaymentsClient | undefined;
+  const gateway = createGateway(config, pool);
+  if (gateway.name === 'sandbox' && !development)
+    log.warn('PAYMENT_GATEWAY=sandbox in production mode: purchases are not charged to anyone');
+  const topUps = new TopUpTrigger(pool, () => temporal.client(), config.TEMPORAL_TASK_QUEUE, { log });
   const app = createApp({
     pool,
     ledger: new Ledger(pool),
@@ -42,6 +50,9 @@ async function main(): Promise<void> {
       await notifyLifecycle(await temporal.client(), config.TEMPORAL_TASK_QUEUE, { customerId });
     },
     holds: async () => (holdsClient ??= new HoldsClient(await temporal.client(), config.TEMPORAL_TASK_QUEUE)),
+    gateway,
+    payments: async () => (paymentsClient ??= new PaymentsClient(await temporal.client(), config.TEMPORAL_TASK_QUEUE)),
+    topUps,
     bodyLimit: config.BODY_LIMIT,
   });
   const server: Server = app.listen(config.PORT, config.HOST, () => {

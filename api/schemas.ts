@@ -1,6 +1,7 @@
 import { parseCredits } from '../domain/amount';
 import { parseDecimal } from '../domain/decimal';
 import { LOT_KINDS } from '../domain/lots';
+import { isKnownCurrency } from '../payments/pricing';
 import { ROLES, type Role } from '../db/api-keys';
 import { z } from './zod';
 
@@ -246,3 +247,73 @@ export const CreateApiKeyBody = z
     path: ['customerId'],
   })
   .openapi('CreateApiKey');
+
+// ---- payments ----
+/** A gateway's payment method id (Stripe `pm_…`, the sandbox's test methods): never card data. */
+export const PaymentMethodId = z
+  .string()
+  .regex(/^[A-Za-z0-9_]{1,255}$/, 'a payment method id: 1–255 characters of A-Za-z0-9_')
+  .openapi({ example: 'pm_card_visa' });
+const GatewayCustomerId = z.string().regex(/^[A-Za-z0-9_]{1,255}$/, '1–255 characters of A-Za-z0-9_');
+export const Currency = z
+  .string()
+  .refine(isKnownCurrency, 'an ISO 4217 currency code in upper case, e.g. USD')
+  .openapi({ type: 'string', pattern: '^[A-Z]{3}$', example: 'USD' });
+/** A price: a positive whole number of minor units (a JSON integer ≤ 2^53 − 1). */
+export const Price = z.strictObject({
+  amountMinor: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  currency: Currency,
+});
+/** A unit price per credit in minor units: a positive decimal string (may be fractional, like Stripe's unit_amount_decimal). */
+const UnitPrice = z.strictObject({
+  amountMinor: z
+    .string()
+    .openapi({ type: 'string', pattern: '^(0|[1-9][0-9]{0,11})(\\.[0-9]{1,12})?$', example: '0.5' })
+    .refine(
+      (s) => /^(0|[1-9][0-9]{0,11})(\.[0-9]{1,12})?$/.test(s),
+      'a decimal string, ≤ 12 integer and ≤ 12 fractional digits',
+    )
+    .refine((s) => !/^0(\.0*)?$/.test(s), 'must be greater than 0'),
+  currency: Currency,
+});
+
+export const PaymentMethodBody = z
+  .strictObject({ paymentMethod: PaymentMethodId, gatewayCustomerId: GatewayCustomerId.optional() })
+  .openapi('PaymentMethod');
+
+export const PurchaseBody = z
+  .strictObject({
+    credits: PositiveCredits,
+    price: Price,
+    paymentMethod: PaymentMethodId.optional(),
+    /** The manual gateway's offline payment reference (bank transfer, invoice). */
+    paymentReference: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,128}$/, '1–128 characters of A-Za-z0-9_.-')
+      .optional(),
+    expiresAt: Timestamp.optional(),
+    reason: z.string().min(1).max(500).optional(),
+  })
+  .openapi('Purchase');
+
+export const PurchaseId = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'purchaseId: 1–128 characters of A-Za-z0-9_.-');
+export const PurchaseParams = z.strictObject({ purchaseId: PurchaseId });
+export const PurchaseQuery = z.strictObject({ customerId: CustomerId });
+
+export const AutoTopUpBody = z
+  .strictObject({
+    enabled: z.boolean(),
+    threshold: NonNegativeCredits,
+    mode: z.enum(['fixed', 'target']),
+    credits: PositiveCredits,
+    unitPrice: UnitPrice,
+    paymentMethod: PaymentMethodId.optional(),
+    cooldownSeconds: z.number().int().min(0).max(604_800).default(60),
+    maxPerDay: z.number().int().min(1).max(1000).default(10),
+    maxAttempts: z.number().int().min(1).max(20).default(4),
+  })
+  .refine((b) => b.mode !== 'target' || b.credits > b.threshold, {
+    message: 'in target mode, credits (the target) must be above the threshold',
+    path: ['credits'],
+  })
+  .openapi('AutoTopUp');

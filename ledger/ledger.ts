@@ -48,7 +48,7 @@ export interface GrantInput {
   expiresAt?: Date;
   rolloverCap?: bigint;
   recurrence?: Recurrence;
-  cost?: { amountMinor: number; currency: string };
+  cost?: { amountMinor: number | bigint; currency: string };
   paymentReference?: string;
   reason?: string;
 }
@@ -94,7 +94,12 @@ export class Ledger {
     });
   }
 
-  grant(cmd: Command, input: GrantInput): Promise<Outcome<GrantResult>> {
+  /** `also` runs in the grant's transaction (a payment marked paid with its lot, say). */
+  grant(
+    cmd: Command,
+    input: GrantInput,
+    also?: (tx: Tx, result: GrantResult, now: Date) => Promise<void>,
+  ): Promise<Outcome<GrantResult>> {
     return this.run(cmd, async ({ tx, wallet, now, key }) => {
       if (input.amount <= 0n) throw new DomainError('InvalidRequest', 'grant amount must be positive');
       ensureFits('the lot', input.amount);
@@ -151,7 +156,9 @@ export class Ledger {
         paid.lots.filter((l) => l !== lot),
       );
       await applyWalletDeltas(tx, cmd.customerId, { available: input.amount, held: 0n, arrears: -paid.paid });
-      return { lot: lotView(lot), transactionId };
+      const result = { lot: lotView(lot), transactionId };
+      await also?.(tx, result, now);
+      return result;
     });
   }
 

@@ -1,21 +1,41 @@
 import { z } from 'zod';
 
 /** All configuration comes from the environment through this one schema; bad values fail at start-up. */
-export const configSchema = z.object({
-  CREDITFLOW_MODE: z.enum(['development', 'production']).default('production'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  HOST: z.string().default('0.0.0.0'),
-  DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5433/creditflow'),
-  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(20),
-  /** How long a request waits for a database connection before failing (503) instead of hanging. */
-  DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
-  TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
-  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
-  TEMPORAL_TASK_QUEUE: z.string().min(1).default('creditflow'),
-  CREDITFLOW_ADMIN_KEY: z.string().min(24, 'CREDITFLOW_ADMIN_KEY must be at least 24 characters').optional(),
-  BODY_LIMIT: z.string().default('1mb'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-});
+export const configSchema = z
+  .object({
+    CREDITFLOW_MODE: z.enum(['development', 'production']).default('production'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    HOST: z.string().default('0.0.0.0'),
+    DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5433/creditflow'),
+    DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(20),
+    /** How long a request waits for a database connection before failing (503) instead of hanging. */
+    DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+    TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
+    TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+    TEMPORAL_TASK_QUEUE: z.string().min(1).default('creditflow'),
+    CREDITFLOW_ADMIN_KEY: z.string().min(24, 'CREDITFLOW_ADMIN_KEY must be at least 24 characters').optional(),
+    BODY_LIMIT: z.string().default('1mb'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Default: `sandbox` in development mode, `manual` (never charges) in production. */
+    PAYMENT_GATEWAY: z.enum(['sandbox', 'stripe', 'manual']).optional(),
+    STRIPE_SECRET_KEY: z.string().min(1).optional(),
+    /** An emulator (localstripe) or proxy instead of api.stripe.com, e.g. http://127.0.0.1:8420. */
+    STRIPE_API_BASE: z.string().url().optional(),
+    /** How long one gateway call may take before it counts as a (retryable) failure. */
+    GATEWAY_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  })
+  .superRefine((c, ctx) => {
+    if (c.PAYMENT_GATEWAY === 'stripe' && !c.STRIPE_SECRET_KEY)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['STRIPE_SECRET_KEY'],
+        message: 'PAYMENT_GATEWAY=stripe needs STRIPE_SECRET_KEY',
+      });
+  });
+
+/** The payment gateway the service charges through (see PAYMENT_GATEWAY). */
+export const gatewayName = (c: Config) =>
+  c.PAYMENT_GATEWAY ?? (c.CREDITFLOW_MODE === 'development' ? 'sandbox' : 'manual');
 
 export type Config = z.infer<typeof configSchema>;
 

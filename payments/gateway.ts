@@ -67,6 +67,8 @@ export type GatewayName = 'stripe' | 'manual' | 'sandbox';
 
 export interface PaymentGateway {
   readonly name: GatewayName;
+  /** Whether this gateway could charge the method (the sandbox knows its test methods); absent: any. */
+  acceptsPaymentMethod?(paymentMethod: string): boolean;
   /** Charges once per idempotency key: a retry with the same key returns the first charge. */
   charge(req: ChargeRequest): Promise<Charge>;
   /** Refunds once per idempotency key. */

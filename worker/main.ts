@@ -6,6 +6,8 @@ import { guardProcess } from '../lib/unavailable';
 import { Client, Connection } from '@temporalio/client';
 import { ensureSchedules } from './schedules';
 import { createWorker } from './worker';
+import { TopUpTrigger } from '../client/topups';
+import { createGateway } from '../payments';
 
 /** Composition root of the worker process. Ctrl-C/SIGTERM drain the worker, then close Postgres. */
 async function main(): Promise<void> {
@@ -39,6 +41,8 @@ async function main(): Promise<void> {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     pool,
     temporal: () => Promise.resolve(client),
+    gateway: createGateway(config, pool),
+    topUps: new TopUpTrigger(pool, () => Promise.resolve(client), config.TEMPORAL_TASK_QUEUE, { log }),
   });
   log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, address: config.TEMPORAL_ADDRESS }, 'worker running');
   await worker.run();

@@ -3,3 +3,5 @@ export * from './connectivity';
 export * from './lifecycle';
 export * from './reservation';
 export * from './sweeper';
+export * from './purchase';
+export * from './topup';

@@ -1,6 +1,7 @@
 import { Router, type Request } from 'express';
 import { Ledger } from '../../ledger/ledger';
 import type { Logger } from '../../lib/logger';
+import type { TopUpTrigger } from '../../client/topups';
 import { requestHash } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
 import { allow, GRANT_ROLES } from '../auth';
@@ -28,6 +29,7 @@ export function grantRoutes(deps: {
   pool: Parameters<typeof idempotent>[0];
   lifecycle?: (customerId: string) => Promise<void>;
   logger?: Logger;
+  topUps?: TopUpTrigger;
 }): Router {
   const r = Router();
 
@@ -60,10 +62,11 @@ export function grantRoutes(deps: {
     const b = body(VoidBody, req);
     const cmd = command(req, 'void', id, { lotId });
     await idempotent(deps.pool, res, cmd.key, cmd.requestHash, () =>
-      finalOutcome(async () => ({
-        status: 200,
-        body: (await deps.ledger.voidLot(cmd, { lotId, reason: b.reason })).result,
-      })),
+      finalOutcome(async () => {
+        const { result } = await deps.ledger.voidLot(cmd, { lotId, reason: b.reason });
+        deps.topUps?.check([id]); // a claw-back may leave the wallet below its top-up threshold
+        return { status: 200, body: result };
+      }),
     );
   });
 

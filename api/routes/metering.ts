@@ -7,6 +7,7 @@ import { usageReport } from '../../db/usage-reports';
 import type { Ledger } from '../../ledger/ledger';
 import { authorize } from '../../metering/authorize';
 import { IngestBatcher } from '../../metering/batcher';
+import type { TopUpTrigger } from '../../client/topups';
 import { ingestEvents } from '../../metering/ingest';
 import type { RateCardResolver } from '../../metering/rate-cards';
 import { allow, READ_ROLES } from '../auth';
@@ -21,6 +22,7 @@ export function meteringRoutes(deps: {
   ledger: Ledger;
   resolver: RateCardResolver;
   clock: () => Date;
+  topUps?: TopUpTrigger;
 }): Router {
   const r = Router();
   const batcher = new IngestBatcher((events, now) => ingestEvents(deps.ledger, deps.resolver, events, now), deps.clock);
@@ -30,6 +32,13 @@ export function meteringRoutes(deps: {
     // A customer-scoped key may only send that customer's events: others are rejected one by one.
     const results = await batcher.submit(events, req.principal!.customerId);
     res.json({ results });
+    // After the commit: wallets these events left below their top-up threshold get their workflow.
+    if (deps.topUps) {
+      const debited = new Set(
+        events.filter((_, i) => results[i]?.status === 'accepted').map((e) => (e as { customerId: string }).customerId),
+      );
+      deps.topUps.check(debited);
+    }
   });
 
   r.post('/customers/:id/authorize', allow(['service'], { customerParam: 'id' }), async (req, res) => {

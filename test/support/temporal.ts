@@ -4,6 +4,9 @@ import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporal
 import { HoldsClient } from '../../client/holds';
 import type { Pool } from '../../db/pool';
 import { createWorker } from '../../worker/worker';
+import { PaymentsClient } from '../../client/payments';
+import { TopUpTrigger } from '../../client/topups';
+import { SandboxGateway } from '../../payments/sandbox';
 
 /** A worker on a unique task queue against the run's Temporal dev server, plus clients. */
 export async function temporalHarness(pool: Pool) {
@@ -17,6 +20,8 @@ export async function temporalHarness(pool: Pool) {
   const nativeConnection = await NativeConnection.connect({ address });
   const connection = await Connection.connect({ address });
   const client = new Client({ connection });
+  const gateway = new SandboxGateway(pool);
+  const topUps = new TopUpTrigger(pool, () => Promise.resolve(client), taskQueue);
   const startWorker = (): Promise<Worker> =>
     createWorker({
       connection: nativeConnection,
@@ -25,6 +30,8 @@ export async function temporalHarness(pool: Pool) {
       pool,
       workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
       temporal: () => Promise.resolve(client),
+      gateway,
+      topUps,
     });
   return {
     address,
@@ -32,6 +39,9 @@ export async function temporalHarness(pool: Pool) {
     client,
     // Generous bound: these tests check outcomes under load, not latency (the API's bound is 10 s).
     holds: new HoldsClient(client, taskQueue, { timeoutMs: 30_000 }),
+    payments: new PaymentsClient(client, taskQueue),
+    gateway,
+    topUps,
     startWorker,
     close: async () => {
       await connection.close();

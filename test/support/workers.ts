@@ -4,6 +4,8 @@ import type { Client } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
 import type { Pool } from '../../db/pool';
 import { createWorker } from '../../worker/worker';
+import { TopUpTrigger } from '../../client/topups';
+import { SandboxGateway } from '../../payments/sandbox';
 import { ROOT } from './paths';
 
 export interface WorkerProcess {
@@ -38,6 +40,7 @@ export function spawnWorker(o: {
       LOG_LEVEL: 'info', // the "worker running" line is the readiness signal
       CREDITFLOW_TEST_CRASH: o.crash ?? '',
       CREDITFLOW_TEST_CRASH_AFTER_COMMIT: '',
+      PAYMENT_GATEWAY: 'sandbox',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -85,6 +88,8 @@ export async function startInProcessWorker(o: {
     pool: o.pool,
     workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
     temporal: () => Promise.resolve(o.client),
+    gateway: new SandboxGateway(o.pool),
+    topUps: new TopUpTrigger(o.pool, () => Promise.resolve(o.client), o.taskQueue),
   });
   const running = worker.run();
   return {

@@ -1,0 +1,115 @@
+import { randomUUID } from 'node:crypto';
+import type { Worker } from '@temporalio/worker';
+import { findViolations } from '../../db/invariants';
+import type { Pool } from '../../db/pool';
+import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { freshDatabase } from '../support/db';
+import { temporalHarness } from '../support/temporal';
+
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let pool: Pool;
+let t: Awaited<ReturnType<typeof temporalHarness>>;
+let worker: Worker;
+let running: Promise<void>;
+let api: TestApi;
+let admin: string;
+let service: string;
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  pool = db.pool;
+  t = await temporalHarness(pool);
+  worker = await t.startWorker();
+  running = worker.run();
+  api = await startApi(pool, { payments: () => Promise.resolve(t.payments), gateway: t.gateway, topUps: t.topUps });
+  admin = await makeKey(pool, 'admin');
+  service = await makeKey(pool, 'service');
+});
+afterAll(async () => {
+  await api.close();
+  worker.shutdown();
+  await running;
+  await t.close();
+  await db.drop();
+});
+
+async function customer(paymentMethod = 'pm_card_visa') {
+  const id = `pu-${randomUUID().slice(0, 8)}`;
+  expect((await call(api.url, 'POST', '/v1/customers', { key: admin, json: { id } })).status).toBe(201);
+  const pm = await call(api.url, 'PUT', `/v1/customers/${id}/payment-method`, {
+    key: service,
+    json: { paymentMethod },
+  });
+  expect(pm.status).toBe(200);
+  return id;
+}
+const buy = (id: string, json: unknown, idem: string = randomUUID()) =>
+  call(api.url, 'POST', `/v1/customers/${id}/purchases`, { key: service, json, headers: { 'idempotency-key': idem } });
+const charges = async (id: string) =>
+  (await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM sandbox_charges WHERE customer_id = $1', [id]))
+    .rows[0]!.n;
+const lots = async (id: string) =>
+  (
+    await pool.query<{ cost_amount_minor: string; payment_reference: string; original: string }>(
+      `SELECT cost_amount_minor, payment_reference, original FROM credit_lots WHERE customer_id = $1 AND kind = 'purchased'`,
+      [id],
+    )
+  ).rows;
+
+describe('purchases', () => {
+  it('charges once and grants one purchased lot whose cost basis and reference are the charge', async () => {
+    const c = await customer();
+    const idem = randomUUID();
+    const body = { credits: '1000', price: { amountMinor: 1999, currency: 'USD' } };
+    const r = await buy(c, body, idem);
+    expect(r.status).toBe(201);
+    expect(r.body).toMatchObject({
+      status: 'succeeded',
+      credits: '1000',
+      price: { amountMinor: 1999, currency: 'USD' },
+    });
+    expect(r.body.payment.gateway).toBe('sandbox');
+    expect(r.body.payment.reference).toMatch(/^sbx_ch_/);
+    expect(r.body.lot).toMatchObject({ kind: 'purchased', original: '1000', remaining: '1000' });
+    // Replay: the same response, one charge.
+    const again = await buy(c, body, idem);
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.body).toEqual(r.body);
+    // Same key, another body: 409, nothing charged.
+    const other = await buy(c, { ...body, credits: '2000' }, idem);
+    expect(other.status).toBe(409);
+    expect(await charges(c)).toBe(1);
+    expect(await lots(c)).toEqual([
+      { cost_amount_minor: '1999', payment_reference: r.body.payment.reference, original: '1000000000' },
+    ]);
+    const g = await call(api.url, 'GET', `/v1/purchases/${r.body.purchaseId}?customerId=${c}`, { key: admin });
+    expect(g.status).toBe(200);
+    expect(g.body).toMatchObject({ status: 'succeeded', attempts: 1, lotId: r.body.lot.id });
+    expect(await findViolations(pool)).toEqual([]);
+  });
+
+  it('a decline is 402 payment_declined with nothing granted', async () => {
+    const c = await customer('pm_card_chargeDeclined');
+    const r = await buy(c, { credits: '10', price: { amountMinor: 100, currency: 'USD' } });
+    expect(r.status).toBe(402);
+    expect(r.headers.get('content-type')).toContain('application/problem+json');
+    expect(r.body).toMatchObject({ status: 402, code: 'payment_declined', gatewayCode: 'card_declined' });
+    expect(await charges(c)).toBe(0);
+    expect(await lots(c)).toEqual([]);
+    const g = await call(api.url, 'GET', `/v1/purchases/${r.body.purchaseId}?customerId=${c}`, { key: admin });
+    expect(g.body).toMatchObject({ status: 'failed', failureCode: 'card_declined', attempts: 1 });
+  });
+
+  it('pm_card_flaky: retried with one gateway key, one charge', async () => {
+    const c = await customer('pm_card_flaky');
+    const r = await buy(c, { credits: '5', price: { amountMinor: 50, currency: 'EUR' } });
+    expect(r.status).toBe(201);
+    expect(await charges(c)).toBe(1);
+    const attempts = await pool.query<{ attempts: number; idempotency_key: string }>(
+      'SELECT a.attempts, a.idempotency_key FROM sandbox_attempts a JOIN sandbox_charges c USING (idempotency_key) WHERE c.customer_id = $1',
+      [c],
+    );
+    expect(attempts.rows).toEqual([{ attempts: 3, idempotency_key: expect.stringContaining('purchase:') }]);
+  });
+});

@@ -1,0 +1,57 @@
+import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { ChargeDone, PaymentOrder } from '../ledger/payments';
+
+export type PaymentOutcome =
+  | { status: 'succeeded'; lotId: string; reference: string; amountMinor: string; currency: string }
+  | { status: 'failed'; code: string; reason: string; disabled: boolean };
+
+// Ledger steps: idempotent, quick; an outage longer than an hour fails the run visibly.
+const ledger = proxyActivities<Activities>({
+  startToCloseTimeout: '15 seconds',
+  scheduleToCloseTimeout: '1 hour',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/** Charge attempts: the same gateway idempotency key each time; a decline is final at once. */
+const charger = (maxAttempts: number) =>
+  proxyActivities<Activities>({
+    startToCloseTimeout: '20 seconds',
+    retry: {
+      initialInterval: '1 second',
+      backoffCoefficient: 2,
+      maximumInterval: '30 seconds',
+      maximumAttempts: maxAttempts,
+      nonRetryableErrorTypes: ['PaymentDeclined', 'PaymentFailed'],
+    },
+  }).chargePayment;
+
+const workflowNow = () => new Date(Date.now()).toISOString();
+
+/**
+ * Charge, then grant: the one path money takes into a wallet. Before a payment is marked failed
+ * the gateway is asked for a charge under its key (a reply lost after the charge went through),
+ * so a paid charge always ends in its lot and a failure never hides one.
+ */
+export async function pay(order: PaymentOrder): Promise<PaymentOutcome> {
+  let charge: ChargeDone | null = null;
+  let failure = { code: 'gateway_unavailable', reason: 'the payment gateway did not answer' };
+  try {
+    charge = await charger(order.maxAttempts)(order);
+  } catch (err) {
+    const cause = err instanceof ActivityFailure ? err.cause : err;
+    if (cause instanceof ApplicationFailure) {
+      const d = (cause.details?.[0] ?? {}) as { code?: string };
+      failure = { code: d.code ?? cause.type ?? 'payment_failed', reason: cause.message };
+    }
+  }
+  charge ??= await ledger.findPaymentCharge(order);
+  if (charge) {
+    const g = await ledger.grantPayment({ order, charge, asOf: workflowNow() });
+    return { status: 'succeeded', lotId: g.lot.id, ...charge };
+  }
+  const f = await ledger.failPayment({ order, ...failure, asOf: workflowNow() });
+  return { status: 'failed', ...failure, disabled: f.disabled };
+}
+
+export { ledger as paymentSteps };

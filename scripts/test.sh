@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# npm test: provision what the tests need (npm ci, PostgreSQL server, Temporal CLI, Schemathesis), then typecheck,
-# lint, format check and the whole Jest suite against real Postgres and a real Temporal server.
+# npm test: provision what the tests need (npm ci, PostgreSQL server, Temporal CLI, Schemathesis, localstripe), then
+# typecheck, lint, format check and the whole Jest suite against real Postgres and a real Temporal server.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 cd "$ROOT"
@@ -10,6 +10,7 @@ ensure_postgres
 ensure_temporal
 ensure_temporal_test_server
 ensure_schemathesis || true # without it the contract test fails and says why; the rest still runs
+ensure_localstripe || true  # likewise for the Stripe gateway test
 
 log "typecheck"; npx --no-install tsc -p tsconfig.json --noEmit
 log "lint"; npx --no-install eslint . --max-warnings 0

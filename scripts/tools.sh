@@ -115,3 +115,33 @@ ensure_schemathesis() {
     log "could not install schemathesis; the OpenAPI contract test will fail"; rm -rf "$venv"; return 1
   }
 }
+
+# localstripe (a Stripe API emulator, for the Stripe adapter's tests), pinned, from PyPI into a
+# project-local venv. Run it with "$venv/bin/python" (-m localstripe, or as test/support/localstripe.ts
+# does), never the console script: its shebang can point at a dead path when the venv was made
+# through a symlinked .tools.
+LOCALSTRIPE_VERSION="${LOCALSTRIPE_VERSION:-1.15.10}"
+ensure_localstripe() {
+  local venv="$TOOLS/venv-localstripe" py
+  # Imports, not merely exists: a venv moved from another path or half-installed is rebuilt.
+  if "$venv/bin/python" -c 'import localstripe' >/dev/null 2>&1 \
+    && compgen -G "$venv/lib/python*/site-packages/localstripe-$LOCALSTRIPE_VERSION.dist-info" >/dev/null; then
+    return 0
+  fi
+  py="$(command -v python3 || true)"
+  [ -n "$py" ] || { log "localstripe needs python3; the Stripe gateway test will fail"; return 1; }
+  log "installing localstripe $LOCALSTRIPE_VERSION from PyPI into .tools/venv-localstripe"
+  rm -rf "$venv"
+  if ! "$py" -m venv "$venv" >/dev/null 2>&1; then
+    rm -rf "$venv"
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && "$py" -m venv "$venv" || { rm -rf "$venv"; return 1; }
+    else
+      log "python3 -m venv failed: install python3-venv"; return 1
+    fi
+  fi
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "localstripe==$LOCALSTRIPE_VERSION" \
+    && "$venv/bin/python" -c 'import localstripe' || {
+    log "could not install localstripe; the Stripe gateway test will fail"; rm -rf "$venv"; return 1
+  }
+}

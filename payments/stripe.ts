@@ -1,0 +1,192 @@
+import Stripe from 'stripe';
+import {
+  GatewayError,
+  type Charge,
+  type ChargeRequest,
+  type GatewayName,
+  type PaymentGateway,
+  type Refund,
+  type RefundRequest,
+} from './gateway';
+
+export interface StripeGatewayOptions {
+  secretKey: string;
+  /** Where the API is, e.g. `http://127.0.0.1:8420` for an emulator; Stripe's own when absent. */
+  apiBase?: string;
+  /** Per request; the client's default (80 s) when absent. */
+  timeoutMs?: number;
+}
+
+const KEY = 'creditflow_key';
+/** A lookup pages through at most this many objects (see findCharge). */
+const MAX_SCAN = 1000;
+
+/**
+ * The official client, with our idempotency key on every POST. Before every POST the adapter
+ * also looks the object up by that key (in metadata): Stripe dedupes by the Idempotency-Key
+ * header, but emulators such as localstripe ignore it, and a retry after a lost reply must not
+ * charge twice there either.
+ */
+export class StripeGateway implements PaymentGateway {
+  readonly name: GatewayName = 'stripe';
+  private readonly stripe: Stripe;
+
+  constructor(opts: StripeGatewayOptions) {
+    const base = opts.apiBase === undefined ? undefined : new URL(opts.apiBase);
+    if (base && base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new Error(`STRIPE_API_BASE must be http(s): ${opts.apiBase}`);
+    }
+    this.stripe = new Stripe(opts.secretKey, {
+      maxNetworkRetries: 0, // workflows retry, with the same key and a lookup first
+      httpClient: withoutSilentRetry(Stripe.createNodeHttpClient()),
+      ...(opts.timeoutMs !== undefined && { timeout: opts.timeoutMs }),
+      ...(base && {
+        protocol: base.protocol === 'https:' ? 'https' : 'http',
+        host: base.hostname,
+        port: base.port || (base.protocol === 'https:' ? 443 : 80),
+      }),
+    });
+  }
+
+  async charge(req: ChargeRequest): Promise<Charge> {
+    const amount = toStripeAmount(req.amountMinor);
+    const existing = await this.findCharge(req);
+    if (existing) return existing;
+    const pi = await call(() =>
+      this.stripe.paymentIntents.create(
+        {
+          amount,
+          currency: req.currency.toLowerCase(),
+          customer: req.gatewayCustomerId,
+          payment_method: req.paymentMethod,
+          off_session: true,
+          confirm: true,
+          metadata: { [KEY]: req.idempotencyKey, creditflow_customer: req.customerId },
+          description: req.description,
+        },
+        { idempotencyKey: req.idempotencyKey },
+      ),
+    );
+    // requires_action (3-D Secure) cannot be completed off session.
+    if (pi.status !== 'succeeded') {
+      throw new GatewayError('permanent', pi.status, `PaymentIntent ${pi.id} is ${pi.status}`);
+    }
+    return toCharge(pi);
+  }
+
+  /**
+   * Pages through PaymentIntents and matches our key in metadata: localstripe rejects list
+   * filters (`customer`, `created`), so the match is client-side, with or without a gateway
+   * customer. Real Stripe lists newest first (and dedupes by the header anyway); localstripe
+   * lists oldest first, so MAX_SCAN bounds how many objects one emulator run may hold.
+   */
+  async findCharge(q: Parameters<PaymentGateway['findCharge']>[0]): Promise<Charge | null> {
+    const pi = await this.scan(this.stripe.paymentIntents.list({ limit: 100 }), q.idempotencyKey, 'succeeded');
+    return pi ? toCharge(pi) : null;
+  }
+
+  async refund(req: RefundRequest): Promise<Refund> {
+    const amount = toStripeAmount(req.amountMinor);
+    const refunds = this.stripe.refunds.list({ payment_intent: req.chargeReference, limit: 100 });
+    const refund =
+      (await this.scan(refunds, req.idempotencyKey)) ??
+      (await call(() =>
+        this.stripe.refunds.create(
+          {
+            payment_intent: req.chargeReference,
+            amount,
+            // Stripe's `reason` is an enum; ours is free text.
+            metadata: { [KEY]: req.idempotencyKey, ...(req.reason !== undefined && { creditflow_reason: req.reason }) },
+          },
+          { idempotencyKey: req.idempotencyKey },
+        ),
+      ));
+    if (refund.status === 'succeeded') {
+      return {
+        reference: refund.id,
+        chargeReference: req.chargeReference,
+        amountMinor: BigInt(refund.amount),
+        status: 'succeeded',
+      };
+    }
+    // A pending refund is found by its key on the retry, once it has settled.
+    const kind = refund.status === 'pending' ? 'retryable' : 'permanent';
+    throw new GatewayError(kind, `refund_${refund.status ?? 'unknown'}`, `Refund ${refund.id} is ${refund.status}`);
+  }
+
+  private async scan<T extends { metadata: Stripe.Metadata | null; status: string | null }>(
+    list: AsyncIterable<T>,
+    key: string,
+    status?: string,
+  ): Promise<T | null> {
+    return call(async () => {
+      let seen = 0;
+      for await (const item of list) {
+        if (item.metadata?.[KEY] === key && (status === undefined || item.status === status)) return item;
+        if (++seen >= MAX_SCAN) break;
+      }
+      return null;
+    });
+  }
+}
+
+function toStripeAmount(amountMinor: bigint): number {
+  const n = Number(amountMinor);
+  if (amountMinor <= 0n || !Number.isSafeInteger(n)) {
+    throw new GatewayError('permanent', 'invalid_amount', `amount ${amountMinor} is not a positive safe integer`);
+  }
+  return n;
+}
+
+function toCharge(pi: Stripe.PaymentIntent): Charge {
+  return { reference: pi.id, amountMinor: BigInt(pi.amount), currency: pi.currency.toUpperCase(), status: 'succeeded' };
+}
+
+async function call<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw classify(err);
+  }
+}
+
+/** Declines and bad requests are final; the network, 5xx, 429 and anything unknown are retried (bounded by the workflow). */
+export function classify(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const E = Stripe.errors;
+  if (err instanceof E.StripeCardError) {
+    return new GatewayError('permanent', err.code ?? 'card_declined', err.message, err.decline_code || undefined);
+  }
+  if (
+    err instanceof E.StripeInvalidRequestError ||
+    err instanceof E.StripeIdempotencyError ||
+    err instanceof E.StripeAuthenticationError ||
+    err instanceof E.StripePermissionError
+  ) {
+    return new GatewayError('permanent', err.code ?? err.type, err.message);
+  }
+  if (err instanceof E.StripeError) {
+    // StripeAPIError (5xx, 409, an unreadable body), StripeRateLimitError, StripeConnectionError (incl. timeouts).
+    return new GatewayError('retryable', err.code ?? err.type, err.message);
+  }
+  return new GatewayError('retryable', 'unknown', err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * stripe-node retries a closed connection (ECONNRESET, EPIPE) once even with maxNetworkRetries 0,
+ * though the request may have been processed, and without our lookup first. Renaming the code
+ * turns it into a StripeConnectionError, which our caller retries the safe way.
+ */
+function withoutSilentRetry(client: Stripe.HttpClient): Stripe.HttpClient {
+  return {
+    getClientName: () => client.getClientName(),
+    makeRequest: (...args: Parameters<Stripe.HttpClient['makeRequest']>) =>
+      client.makeRequest(...args).catch((err: unknown) => {
+        const code = (err as { code?: unknown } | null)?.code;
+        if (code === 'ECONNRESET' || code === 'EPIPE') {
+          throw Object.assign(new Error(`connection closed (${code})`, { cause: err }), { code: 'connection_closed' });
+        }
+        throw err;
+      }),
+  };
+}

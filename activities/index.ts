@@ -110,7 +110,10 @@ async function gatewayCall<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (!isGatewayError(err)) return domain(() => Promise.reject(err));
+    if (!isGatewayError(err))
+      return domain(() => {
+        throw err;
+      });
     const declined = err.code === 'card_declined';
     throw ApplicationFailure.create({
       type: err.kind === 'retryable' ? 'GatewayRetryable' : declined ? 'PaymentDeclined' : 'PaymentFailed',
@@ -250,7 +253,6 @@ export function createActivities(deps: ActivityDeps) {
           ...(o.offlineReference ? { offlineReference: o.offlineReference } : {}),
           amountMinor: BigInt(o.amountMinor),
           currency: o.currency,
-          description: `${o.credits} credits (${o.source} ${o.paymentId})`,
         }),
       );
       crashPoint('chargePayment', 'after');

@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ChargeDone, PaymentOrder } from '../ledger/payments';
 
@@ -6,8 +6,10 @@ export type PaymentOutcome =
   | { status: 'succeeded'; lotId: string; reference: string; amountMinor: string; currency: string }
   | { status: 'failed'; code: string; reason: string; disabled: boolean };
 
-// Ledger steps: idempotent, quick; an outage longer than an hour fails the run visibly.
-const ledger = proxyActivities<Activities>({
+// Local activities: each step runs in the workflow task that scheduled it (no task-queue round
+// trip per step), and is re-run after a crash like any activity, so every step is idempotent.
+// Ledger steps are quick; an outage longer than an hour fails the run visibly.
+const ledger = proxyLocalActivities<Activities>({
   startToCloseTimeout: '15 seconds',
   scheduleToCloseTimeout: '1 hour',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
@@ -15,7 +17,7 @@ const ledger = proxyActivities<Activities>({
 
 /** Charge attempts: the same gateway idempotency key each time; a decline is final at once. */
 const charger = (maxAttempts: number) =>
-  proxyActivities<Activities>({
+  proxyLocalActivities<Activities>({
     startToCloseTimeout: '20 seconds',
     retry: {
       initialInterval: '1 second',

@@ -5,6 +5,7 @@ import {
   type RouteConfig,
 } from '@asteasolutions/zod-to-openapi';
 import * as r from './responses';
+import { purchaseIdFor } from './routes/payments';
 import * as s from './schemas';
 import { z } from './zod';
 
@@ -129,6 +130,24 @@ const body = {
   voidLot: s.VoidBody,
   customerRateCard: s.CustomerRateCardBody.openapi('CustomerRateCardChoice'),
   apiKey: s.CreateApiKeyBody,
+  paymentMethod: s.PaymentMethodBody,
+  purchase: over(s.PurchaseBody, { credits: positive }).openapi('Purchase', {
+    description: `Without paymentMethod, the one on file is charged. ${dateNote}`,
+  }),
+  autoTopUp: over(s.AutoTopUpBody, {
+    threshold: nonNegative,
+    credits: positive,
+    unitPrice: z.strictObject({
+      amountMinor: z.string().openapi({
+        pattern: `^(?:[1-9][0-9]{0,11}(?:\\.[0-9]{1,12})?|${fractionAboveZero(12)})$`,
+        description: 'minor units per credit: a decimal string > 0, ≤ 12 integer and ≤ 12 fractional digits',
+        example: '0.5',
+      }),
+      currency: s.Currency,
+    }),
+  }).openapi('AutoTopUp', {
+    description: 'In target mode, credits (the balance to top up to) must be above threshold.',
+  }),
 };
 
 const params = {
@@ -137,6 +156,10 @@ const params = {
   hold: z.strictObject({ holdId: s.HoldId.openapi({ example: 'job_1' }) }),
   rateCard: z.strictObject({ name: s.RateCardName.openapi({ example: 'default' }) }),
   apiKey: z.strictObject({ id: z.string().min(1).max(256) }),
+  // The contract test seeds this purchase (cust_42, Idempotency-Key seed_purchase).
+  purchase: z.strictObject({
+    purchaseId: s.PurchaseId.openapi({ example: purchaseIdFor('cust_42', 'seed_purchase') }),
+  }),
 };
 
 const query = {
@@ -155,6 +178,7 @@ const query = {
   }),
   hold: s.HoldQuery,
   rateCard: s.RateCardQuery,
+  purchase: s.PurchaseQuery,
 };
 
 // ---- Responses ----
@@ -215,6 +239,8 @@ interface Op {
   idempotent?: boolean;
   ok: Record<number, ResponseConfig>;
   errors: ErrorStatus[];
+  /** This operation's own description or shape of an error status (default: ERRORS). */
+  problems?: Partial<Record<ErrorStatus, ResponseConfig>>;
   tags: string[];
 }
 
@@ -246,7 +272,7 @@ export function buildOpenApi(): object {
           ? { body: { required: true, content: { 'application/json': { schema: o.body, examples: o.examples } } } }
           : {}),
       },
-      responses: { ...o.ok, ...Object.fromEntries(errors.map((e) => [e, ERRORS[e]])) },
+      responses: { ...o.ok, ...Object.fromEntries(errors.map((e) => [e, o.problems?.[e] ?? ERRORS[e]])) },
     };
     reg.registerPath(config);
   };
@@ -472,6 +498,114 @@ export function buildOpenApi(): object {
     [],
     { cancelled: { summary: 'The job was cancelled', value: { customerId: 'cust_42' } } },
   );
+
+  // Payments
+  v1({
+    method: 'put',
+    path: '/v1/customers/{id}/payment-method',
+    summary: 'Set the default payment method for purchases and top-ups (ids only, never card data)',
+    description: 'A gateway that knows its methods (the sandbox) refuses others with a 400.',
+    tags: ['payments'],
+    params: params.customer,
+    body: body.paymentMethod,
+    examples: { visa: { summary: "The sandbox's succeeding test card", value: { paymentMethod: 'pm_card_visa' } } },
+    ok: { 200: json(r.PaymentMethodResponse, 'Set') },
+    errors: [404],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/customers/{id}/payment-method',
+    summary: "The customer's default payment method",
+    tags: ['payments'],
+    params: params.customer,
+    ok: { 200: json(r.PaymentMethodResponse, 'On file') },
+    errors: [404],
+    problems: { 404: problem('No such customer, or no payment method on file') },
+  });
+  v1({
+    method: 'post',
+    path: '/v1/customers/{id}/purchases',
+    summary: 'Buy credits: charge, then grant a purchased lot whose cost basis is the money paid',
+    description:
+      'Answers once charged and granted (201), declined (402, nothing granted), or after 10 s without ' +
+      'the gateway’s answer (202: the workflow finishes it; GET the purchase). The Idempotency-Key names ' +
+      'the purchase: a retry never charges twice.',
+    tags: ['payments'],
+    params: params.customer,
+    idempotent: true,
+    body: body.purchase,
+    examples: {
+      bought: {
+        summary: '1,000 credits for $10 on the card on file',
+        value: { credits: '1000', price: { amountMinor: 1000, currency: 'USD' }, reason: 'credit pack' },
+      },
+      declined: {
+        summary: 'A declined card: 402',
+        value: { credits: '10', price: { amountMinor: 100, currency: 'USD' }, paymentMethod: 'pm_card_chargeDeclined' },
+      },
+    },
+    ok: {
+      201: json(r.PurchaseResponse, 'Charged and granted', replayed),
+      202: json(r.PurchasePendingResponse, 'Still charging (not stored: a retry with the key asks again)'),
+    },
+    errors: [402, 404, 409, 422],
+    problems: {
+      402: problem('The payment was declined or failed (`code`); nothing was granted', r.PaymentFailedResponse),
+      422: problem(
+        'Nothing charged: no payment method on file (and none given), the manual gateway without ' +
+          'paymentReference, expiresAt not in the future, or the wallet would exceed 9,000,000,000,000 credits',
+      ),
+    },
+  });
+  v1({
+    method: 'get',
+    path: '/v1/purchases/{purchaseId}',
+    summary: 'A purchase and its outcome',
+    tags: ['payments'],
+    params: params.purchase,
+    query: query.purchase,
+    ok: { 200: json(r.PurchaseResponse, 'The purchase') },
+    errors: [404],
+  });
+
+  // Auto top-up
+  v1({
+    method: 'put',
+    path: '/v1/customers/{id}/auto-topup',
+    summary: "Set the wallet's auto top-up rule (admin, support)",
+    description:
+      'cooldownSeconds 0–604,800 (default 60), maxPerDay 1–1,000 (default 10), maxAttempts 1–20 (default 4). ' +
+      'Enabling (again) clears the failure count.',
+    tags: ['auto top-up'],
+    params: params.customer,
+    body: body.autoTopUp,
+    examples: {
+      fixed: {
+        summary: 'Below 100 credits, buy 500 at 1 cent each',
+        value: {
+          enabled: true,
+          threshold: '100',
+          mode: 'fixed',
+          credits: '500',
+          unitPrice: { amountMinor: '1', currency: 'USD' },
+          paymentMethod: 'pm_card_visa',
+        },
+      },
+    },
+    ok: { 200: json(r.AutoTopUpResponse, 'Set') },
+    errors: [404, 422],
+    problems: { 422: problem('Enabled with the manual gateway, which cannot charge on its own') },
+  });
+  v1({
+    method: 'get',
+    path: '/v1/customers/{id}/auto-topup',
+    summary: 'The auto top-up rule and its state',
+    tags: ['auto top-up'],
+    params: params.customer,
+    ok: { 200: json(r.AutoTopUpResponse, 'The rule') },
+    errors: [404],
+    problems: { 404: problem('No such customer, or no rule') },
+  });
 
   // API keys (admin)
   v1({

@@ -282,3 +282,76 @@ export const ReadyResponse = z.object({
   status: z.enum(['ready', 'not ready']),
   checks: z.object({ postgres: z.enum(['up', 'down']), temporal: z.enum(['up', 'down']) }),
 });
+
+// ---- payments ----
+const Gateway = z.enum(['sandbox', 'stripe', 'manual']);
+const Price = z.object({ amountMinor: z.number().int().min(1), currency: z.string() });
+
+export const PaymentMethodResponse = z
+  .object({
+    customerId: z.string(),
+    gateway: Gateway,
+    paymentMethod: z.string(),
+    gatewayCustomerId: z.string().nullable(),
+    updatedAt: dateTime(),
+  })
+  .openapi('PaymentMethodOnFile', { description: 'ids only, never card data' });
+
+export const PurchaseResponse = z
+  .object({
+    purchaseId: z.string(),
+    customerId: z.string(),
+    status: z.enum(['pending', 'succeeded', 'failed']),
+    credits: credits('credits bought'),
+    price: Price,
+    lotId: z.uuid().optional(),
+    lot: LotResponse.optional().openapi({ description: 'the purchased lot (once succeeded)' }),
+    payment: z.object({ gateway: Gateway, reference: z.string().nullable() }),
+    failureCode: z.string().nullable().optional(),
+    failureReason: z.string().optional(),
+    attempts: z.number().int().min(0),
+    workflowId: z.string(),
+    createdAt: dateTime(),
+  })
+  .openapi('PurchaseResult');
+
+export const PurchasePendingResponse = z
+  .object({
+    purchaseId: z.string(),
+    customerId: z.string(),
+    status: z.literal('pending'),
+    workflowId: z.string(),
+  })
+  .openapi('PurchasePending', { description: 'the gateway has not answered yet; the workflow finishes it' });
+
+export const PaymentFailedResponse = ProblemResponse.extend({
+  status: z.literal(402),
+  code: z.enum(['payment_declined', 'payment_failed']),
+  purchaseId: z.string(),
+  gatewayCode: z.string(),
+  reason: z.string(),
+}).openapi('PaymentFailed', { description: 'The charge was declined or failed: nothing was granted' });
+
+export const AutoTopUpResponse = z
+  .object({
+    customerId: z.string(),
+    enabled: z.boolean(),
+    threshold: credits('top up when available credits fall below this'),
+    mode: z.enum(['fixed', 'target']),
+    credits: credits('fixed: credits per top-up; target: the balance to top up to'),
+    unitPrice: z.object({ amountMinor: decimal('minor units per credit'), currency: z.string() }),
+    paymentMethod: z.string().nullable(),
+    cooldownSeconds: z.number().int().min(0),
+    maxPerDay: z.number().int().min(1),
+    maxAttempts: z.number().int().min(1),
+    workflowId: z.string(),
+    state: z.object({
+      status: z.enum(['idle', 'charging', 'cooldown', 'disabled']),
+      lastTopUpAt: dateTime().nullable(),
+      consecutiveFailures: z.number().int().min(0),
+      disabledReason: z.string().nullable(),
+      inFlight: z.object({ topUpId: z.string(), credits: credits('credits being bought') }).nullable(),
+      today: z.object({ count: z.number().int().min(0), credits: credits('credits topped up today (UTC)') }),
+    }),
+  })
+  .openapi('AutoTopUpRule');

@@ -3,10 +3,11 @@ import type { PaymentsClient } from '../../client/payments';
 import type { TopUpTrigger } from '../../client/topups';
 import { formatCredits } from '../../domain/amount';
 import { customerNotFound } from '../../domain/errors';
-import { customerExists } from '../../db/customers';
+import { customerExists, getCustomer } from '../../db/customers';
 import { lotsByIds } from '../../db/lots';
 import { getPayment, getPaymentMethod, putPaymentMethod, type PaymentRow } from '../../db/payments';
 import type { Pool } from '../../db/pool';
+import { ensureFits } from '../../ledger/limits';
 import { lotView } from '../../ledger/views';
 import { purchaseWorkflowId, type PaymentOrder } from '../../ledger/payments';
 import { requestHash, sha256 } from '../../lib/hash';
@@ -43,6 +44,10 @@ export function checkMethod(gateway: PaymentGateway, pm: string, path: string): 
       errors: [{ path, message: `${pm} is not a payment method of the ${gateway.name} gateway` }],
     });
 }
+
+/** The Idempotency-Key names the purchase, so a retried request finds the same workflow. */
+export const purchaseIdFor = (customerId: string, idempotencyKey: string) =>
+  `pur_${sha256(`${customerId}\u0000${idempotencyKey}`).slice(0, 32)}`;
 
 function scope(req: Request, customerId: string) {
   const p = req.principal!;
@@ -96,7 +101,16 @@ export function paymentRoutes(deps: PaymentDeps): Router {
     const hash = requestHash({ customerId: id, body: req.body as unknown });
     await idempotent(deps.pool, res, composeKey('api', 'purchase', id, idem), hash, () =>
       finalOutcome(async () => {
-        if (!(await customerExists(deps.pool, id))) throw customerNotFound(id);
+        const customer = await getCustomer(deps.pool, id);
+        if (!customer) throw customerNotFound(id);
+        // What the grant after the charge would refuse is refused before charging: never paid without a lot.
+        if (b.expiresAt && b.expiresAt <= deps.clock())
+          return problemReply(
+            problem(422, 'expiresAt must be in the future', {
+              errors: [{ path: 'body.expiresAt', message: 'must be in the future' }],
+            }),
+          );
+        ensureFits("the wallet's credits", customer.wallet.available + customer.wallet.held + b.credits);
         const stored = await getPaymentMethod(deps.pool, id);
         const manual = deps.gateway.name === 'manual';
         const paymentMethod = b.paymentMethod ?? stored?.paymentMethod;
@@ -112,8 +126,7 @@ export function paymentRoutes(deps: PaymentDeps): Router {
               errors: [{ path: 'body.paymentMethod', message: 'no payment method on file' }],
             }),
           );
-        // The Idempotency-Key names the purchase, so a retried request finds the same workflow.
-        const purchaseId = `pur_${sha256(`${id}\u0000${idem}`).slice(0, 32)}`;
+        const purchaseId = purchaseIdFor(id, idem);
         const order: PaymentOrder = {
           customerId: id,
           paymentId: purchaseId,

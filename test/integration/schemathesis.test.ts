@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Worker } from '@temporalio/worker';
+import { purchaseIdFor } from '../../api/routes/payments';
 import type { Pool } from '../../db/pool';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
@@ -35,11 +36,17 @@ beforeAll(async () => {
   t = await temporalHarness(pool);
   worker = await t.startWorker();
   running = worker.run();
-  api = await startApi(pool, { holds: () => Promise.resolve(t.holds) });
+  // Purchases run their real workflow (sandbox gateway) on the same worker as holds.
+  api = await startApi(pool, {
+    holds: () => Promise.resolve(t.holds),
+    payments: () => Promise.resolve(t.payments),
+    gateway: t.gateway,
+  });
   admin = await makeKey(pool, 'admin');
   // Data behind the document's examples, so example-driven requests reach real rows, not only 404s.
-  const post = (p: string, json: unknown) =>
-    call(api.url, 'POST', p, { key: admin, json, headers: { 'idempotency-key': randomUUID() } });
+  const post = (p: string, json: unknown, idem: string = randomUUID()) =>
+    call(api.url, 'POST', p, { key: admin, json, headers: { 'idempotency-key': idem } });
+  const put = (p: string, json: unknown) => call(api.url, 'PUT', p, { key: admin, json });
   for (const id of ['cust_42', 'cust_7']) {
     expect((await post('/v1/customers', { id, name: id })).status).toBe(201);
     expect((await post(`/v1/customers/${id}/grants`, { amount: '1000000', kind: 'purchased' })).status).toBe(201);
@@ -48,6 +55,20 @@ beforeAll(async () => {
   expect((await call(api.url, 'PUT', '/v1/rate-cards/default', { key: admin, json: card })).status).toBe(201);
   const hold = await post('/v1/holds', { customerId: 'cust_42', holdId: 'job_1', amount: '10', ttlSeconds: 3600 });
   expect(hold.status).toBe(201);
+  // cust_42 has a card, a purchase (the document's example purchaseId) and a top-up rule; cust_7 none.
+  expect((await put('/v1/customers/cust_42/payment-method', { paymentMethod: 'pm_card_visa' })).status).toBe(200);
+  const price = { amountMinor: 500, currency: 'USD' };
+  const bought = await post('/v1/customers/cust_42/purchases', { credits: '50', price }, 'seed_purchase');
+  expect(bought.status).toBe(201);
+  expect(bought.body.purchaseId).toBe(purchaseIdFor('cust_42', 'seed_purchase'));
+  const rule = {
+    enabled: true,
+    threshold: '10',
+    mode: 'fixed',
+    credits: '100',
+    unitPrice: { amountMinor: '1', currency: 'USD' },
+  };
+  expect((await put('/v1/customers/cust_42/auto-topup', rule)).status).toBe(200);
 }, 60_000);
 
 afterAll(async () => {
@@ -109,7 +130,24 @@ it('the API conforms to its OpenAPI document (Schemathesis)', async () => {
   if (code !== 0) throw new Error(`schemathesis exited with ${code}:\n${output}`);
   // It really exercised every operation of the document (not, say, an empty or unparsable one).
   const selected = /Selected: (\d+)\/(\d+)/.exec(output);
-  expect(Number(selected?.[2])).toBeGreaterThanOrEqual(26);
+  expect(Number(selected?.[2])).toBeGreaterThanOrEqual(32);
   expect(selected?.[1]).toBe(selected?.[2]);
   expect(output).toContain(`Tested: ${selected?.[2]}`);
 }, 120_000);
+
+it('every charge the run caused ended in its one purchased lot (none left paid without credits)', async () => {
+  // A 202 leaves its workflow running: it must finish, not fail.
+  const pending = await pool.query<{ workflow_id: string }>(
+    `SELECT workflow_id FROM payments WHERE status = 'pending'`,
+  );
+  for (const { workflow_id } of pending.rows) await t.client.workflow.getHandle(workflow_id).result();
+  const charges = await pool.query<{ charge: string; status: string | null; lot: string | null }>(
+    `SELECT c.id AS charge, p.status, l.id AS lot
+       FROM sandbox_charges c
+       LEFT JOIN payments p ON p.gateway_key = c.idempotency_key
+       LEFT JOIN credit_lots l ON l.id = p.lot_id AND l.payment_reference = c.id
+        AND l.cost_amount_minor = c.amount_minor AND l.kind = 'purchased'`,
+  );
+  expect(charges.rows.length).toBeGreaterThanOrEqual(2); // the seeded purchase and the document's example
+  expect(charges.rows.filter((c) => c.status !== 'succeeded' || c.lot === null)).toEqual([]);
+}, 60_000);

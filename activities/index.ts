@@ -11,11 +11,18 @@ import { Ledger } from '../ledger/ledger';
 import { requestHash } from '../lib/hash';
 import { composeKey } from '../lib/ids';
 import { failureKind } from '../lib/unavailable';
-import { getPaymentMethod, recordAttempt } from '../db/payments';
-import { PaymentsLedger, purchaseWorkflowId, type ChargeDone, type PaymentOrder } from '../ledger/payments';
+import { getPaymentMethod, recordAttempt, stalePendingPurchases } from '../db/payments';
+import {
+  orderOf,
+  PaymentsLedger,
+  PURCHASE_ATTEMPTS,
+  purchaseWorkflowId,
+  type ChargeDone,
+  type PaymentOrder,
+} from '../ledger/payments';
 import { isGatewayError, type PaymentGateway } from '../payments/gateway';
 import type { TopUpTrigger } from '../client/topups';
-import type { PurchaseInput } from '../workflows/purchase';
+import { purchase, type PurchaseInput } from '../workflows/purchase';
 
 export interface ActivityDeps {
   pool: Pool;
@@ -243,7 +250,7 @@ export function createActivities(deps: ActivityDeps) {
     /** One gateway charge under the order's key (a retry sends the identical request). */
     async chargePayment(o: PaymentOrder): Promise<ChargeDone> {
       crashPoint('chargePayment', 'before');
-      await domain(() => recordAttempt(deps.pool, o.customerId, o.paymentId, Context.current().info.attempt));
+      await domain(() => recordAttempt(deps.pool, o.customerId, o.paymentId));
       const c = await gatewayCall(() =>
         gateway().charge({
           idempotencyKey: o.gatewayKey,
@@ -337,7 +344,35 @@ export function createActivities(deps: ActivityDeps) {
           return [];
         });
       }
-      return { checked: candidates.length, released, lifecyclesNudged: nudged, topUpsNudged };
+      // A purchase whose workflow ended between charge and grant (terminated, a step that gave up)
+      // is run again from its row: the same gateway key, so it finds its charge and grants once.
+      const purchasesRestarted: string[] = [];
+      if (deps.taskQueue) {
+        for (const p of await stalePendingPurchases(deps.pool, 10 * 60_000, o.limit ?? 500)) {
+          if (p.gateway === 'manual') continue; // its offline reference is the caller's: nothing to look up
+          const workflowId = purchaseWorkflowId(p.customerId, p.id);
+          const running = await client.workflow
+            .getHandle(workflowId)
+            .describe()
+            .then((d) => d.status.name === 'RUNNING')
+            .catch(() => false);
+          if (running) continue;
+          await client.workflow.start(purchase, {
+            workflowId,
+            taskQueue: deps.taskQueue,
+            args: [
+              {
+                order: orderOf(p, PURCHASE_ATTEMPTS),
+                createdAt: p.createdAt.toISOString(),
+                requestHash: p.requestHash,
+              },
+            ],
+            workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+          });
+          purchasesRestarted.push(workflowId);
+        }
+      }
+      return { checked: candidates.length, released, lifecyclesNudged: nudged, topUpsNudged, purchasesRestarted };
     },
   };
 }

@@ -148,10 +148,12 @@ export async function topUpsBetween(
   return { count: r.rows[0]!.count, credits: BigInt(r.rows[0]!.credits) };
 }
 
-export async function recordAttempt(q: Queryable, customerId: string, id: string, attempt: number): Promise<void> {
+/** One more request to the gateway for this pending payment (retries and re-runs after a crash count). */
+export async function recordAttempt(q: Queryable, customerId: string, id: string): Promise<void> {
   await q.query(
-    `UPDATE payments SET attempts = GREATEST(attempts, $3), updated_at = now() WHERE customer_id = $1 AND id = $2`,
-    [customerId, id, attempt],
+    `UPDATE payments SET attempts = attempts + 1, updated_at = now()
+     WHERE customer_id = $1 AND id = $2 AND status = 'pending'`,
+    [customerId, id],
   );
 }
 
@@ -215,4 +217,14 @@ export async function putPaymentMethod(
     gatewayCustomerId: m.gatewayCustomerId ?? null,
     updatedAt: r.rows[0]!.updated_at,
   };
+}
+
+/** Purchases still pending after `staleMs` (their workflow may have ended between charge and grant). */
+export async function stalePendingPurchases(q: Queryable, staleMs: number, limit: number): Promise<PaymentRow[]> {
+  const r = await q.query<Raw>(
+    `SELECT ${COLUMNS} FROM payments WHERE source = 'purchase' AND status = 'pending'
+       AND updated_at < now() - make_interval(secs => $1 / 1000.0) ORDER BY updated_at LIMIT $2`,
+    [staleMs, limit],
+  );
+  return r.rows.map(fromRaw);
 }

@@ -147,21 +147,26 @@ export async function disableRule(q: Queryable, customerId: string, reason: stri
 }
 
 /**
- * Of these customers (or all, when null), those whose rule is enabled and whose available credits,
- * counting top-ups in flight, are below the threshold: the wallets that need their top-up workflow.
+ * Of these customers (or all, when null), those whose top-up workflow has work: an enabled rule
+ * with available credits, counting top-ups in flight, below the threshold; or a top-up left
+ * pending for longer than `staleMs` (its run ended between charge and grant: terminated, or a
+ * step that gave up) — its own credits must not hide it, and the plan finishes it first.
  */
 export async function walletsBelowThreshold(
   q: Queryable,
   customerIds: readonly string[] | null,
   limit = 1000,
+  staleMs = 5 * 60_000,
 ): Promise<string[]> {
   const r = await q.query<{ customer_id: string }>(
     `SELECT r.customer_id FROM auto_topup_rules r JOIN wallets w ON w.customer_id = r.customer_id
-     WHERE r.enabled AND ($1::text[] IS NULL OR r.customer_id = ANY($1))
-       AND w.available + COALESCE((SELECT sum(p.credits) FROM payments p WHERE p.customer_id = r.customer_id
-             AND p.source = 'topup' AND p.status = 'pending'), 0) < r.threshold
+     WHERE ($1::text[] IS NULL OR r.customer_id = ANY($1))
+       AND ((r.enabled AND w.available + COALESCE((SELECT sum(p.credits) FROM payments p
+               WHERE p.customer_id = r.customer_id AND p.source = 'topup' AND p.status = 'pending'), 0) < r.threshold)
+         OR EXISTS (SELECT 1 FROM payments p WHERE p.customer_id = r.customer_id AND p.source = 'topup'
+               AND p.status = 'pending' AND p.updated_at < now() - make_interval(secs => $3 / 1000.0)))
      ORDER BY r.customer_id LIMIT $2`,
-    [customerIds, limit],
+    [customerIds, limit, staleMs],
   );
   return r.rows.map((x) => x.customer_id);
 }

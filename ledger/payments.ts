@@ -53,6 +53,9 @@ export type TopUpPlan =
   | { action: 'wait'; until: string }
   | { action: 'charge'; order: PaymentOrder; resumed: boolean };
 
+/** Charge attempts of a purchase on retryable gateway errors (backoff 1 s … 30 s, ~2 min in all). */
+export const PURCHASE_ATTEMPTS = 8;
+
 export const purchaseWorkflowId = (customerId: string, purchaseId: string) => `purchase:${customerId}:${purchaseId}`;
 export const topUpWorkflowId = (customerId: string) => `topup:${customerId}`;
 
@@ -105,8 +108,16 @@ export class PaymentsLedger {
         kind: 'purchased',
         cost: { amountMinor: BigInt(charge.amountMinor), currency: charge.currency.toUpperCase() },
         paymentReference: charge.reference,
-        ...(order.expiresAt ? { expiresAt: new Date(order.expiresAt) } : {}),
-        reason: order.reason ?? (order.source === 'topup' ? 'auto top-up' : 'purchase'),
+        // Paid credits are never refused: an expiry that passed while the payment was charging
+        // (the API asks for a future one) is dropped rather than granting credits already expired.
+        ...(order.expiresAt && Date.parse(order.expiresAt) > asOf.getTime() + 60_000
+          ? { expiresAt: new Date(order.expiresAt) }
+          : {}),
+        reason:
+          (order.reason ?? (order.source === 'topup' ? 'auto top-up' : 'purchase')) +
+          (order.expiresAt && Date.parse(order.expiresAt) <= asOf.getTime() + 60_000
+            ? ` (expiry ${order.expiresAt} passed before the charge completed: not applied)`
+            : ''),
       },
       async (tx, result) => {
         await markSucceeded(tx, order.customerId, order.paymentId, {
@@ -152,7 +163,9 @@ export class PaymentsLedger {
 
   /**
    * Decides the wallet's next top-up at `asOf` (workflow time), under the wallet lock so the
-   * balance it reads is the committed one. Idempotent by `key`: a retried step gets the same plan.
+   * balance it reads is the committed one. Idempotent by `key` (run id + plan number): the step is a
+   * local activity, so a workflow task retried after a crash may pass a later `asOf`; the hash
+   * leaves it out on purpose, and the retry gets the plan that committed first.
    */
   plan(
     customerId: string,
@@ -162,14 +175,15 @@ export class PaymentsLedger {
     defaultMethod?: (tx: Tx) => Promise<{ paymentMethod: string; gatewayCustomerId: string | null } | null>,
   ) {
     return this.ledger.run(
-      { key, customerId, requestHash: requestHash({ asOf }) },
+      { key, customerId, requestHash: requestHash({ customerId, step: 'plan' }) },
       async ({ tx, wallet }): Promise<TopUpPlan> => {
         const rule = await getRule(tx, customerId, true);
         if (!rule) return { action: 'none', reason: 'no_rule' };
-        if (!rule.enabled) return { action: 'none', reason: rule.disabledReason ?? 'disabled' };
-        // A top-up left in flight (a run terminated mid-charge) is finished before any other.
+        // A top-up left in flight (a run that ended mid-charge) is finished first, even if the rule
+        // was disabled since: its charge may have gone through, and a paid charge gets its lot.
         const pending = await pendingTopUp(tx, customerId);
         if (pending) return { action: 'charge', order: orderOf(pending, rule.maxAttempts), resumed: true };
+        if (!rule.enabled) return { action: 'none', reason: rule.disabledReason ?? 'disabled' };
         if (rule.cooldownUntil && rule.cooldownUntil > asOf)
           return { action: 'wait', until: rule.cooldownUntil.toISOString() };
         if (wallet.available >= rule.threshold) return { action: 'none', reason: 'above_threshold' };
@@ -178,7 +192,9 @@ export class PaymentsLedger {
         const order = { customerId, source: 'topup' as const, credits: '0', gateway };
         if (today.count >= rule.maxPerDay) {
           await disableRule(tx, customerId, 'max_per_day');
-          await notify(tx, { ...order, paymentId: day.toISOString().slice(0, 10) }, 'topup.burst', {
+          // Once per day and rule version: a rule re-enabled (PUT) that runs away again alarms again.
+          const burstId = `${day.toISOString().slice(0, 10)}-${rule.updatedAt.getTime()}`;
+          await notify(tx, { ...order, paymentId: burstId }, 'topup.burst', {
             maxPerDay: rule.maxPerDay,
             today: today.count,
             day: day.toISOString().slice(0, 10),

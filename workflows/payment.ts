@@ -49,8 +49,20 @@ export async function pay(order: PaymentOrder): Promise<PaymentOutcome> {
   }
   charge ??= await ledger.findPaymentCharge(order);
   if (charge) {
-    const g = await ledger.grantPayment({ order, charge, asOf: workflowNow() });
-    return { status: 'succeeded', lotId: g.lot.id, ...charge };
+    try {
+      const g = await ledger.grantPayment({ order, charge, asOf: workflowNow() });
+      return { status: 'succeeded', lotId: g.lot.id, ...charge };
+    } catch (err) {
+      // The ledger refused the lot for good (a wallet at its limit): the payment ends failed,
+      // loudly (`grant_refused` in its notification, and a charge without a lot for the
+      // reconciliation to refund), never pending forever.
+      const cause = err instanceof ActivityFailure ? err.cause : err;
+      if (!(cause instanceof ApplicationFailure) || !cause.nonRetryable) throw err;
+      failure = {
+        code: 'grant_refused',
+        reason: `charged ${charge.reference} but the grant was refused: ${cause.message}`,
+      };
+    }
   }
   const f = await ledger.failPayment({ order, ...failure, asOf: workflowNow() });
   return { status: 'failed', ...failure, disabled: f.disabled };

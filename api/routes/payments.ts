@@ -9,7 +9,7 @@ import { getPayment, getPaymentMethod, putPaymentMethod, type PaymentRow } from 
 import type { Pool } from '../../db/pool';
 import { ensureFits } from '../../ledger/limits';
 import { lotView } from '../../ledger/views';
-import { purchaseWorkflowId, type PaymentOrder } from '../../ledger/payments';
+import { PURCHASE_ATTEMPTS, purchaseWorkflowId, type PaymentOrder } from '../../ledger/payments';
 import { requestHash, sha256 } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
 import type { PaymentGateway } from '../../payments/gateway';
@@ -25,9 +25,6 @@ import {
   PurchaseQuery,
 } from '../schemas';
 import { body, params, parse, query } from '../validate';
-
-/** Charge attempts of a purchase on retryable gateway errors (backoff 1 s … 30 s, ~2 min in all). */
-const PURCHASE_ATTEMPTS = 8;
 
 export interface PaymentDeps {
   pool: Pool;

@@ -8,7 +8,7 @@ import { findViolations, type Violation } from '../../db/invariants';
 import { paymentViolations } from '../../db/payment-invariants';
 import { putPaymentMethod } from '../../db/payments';
 import type { Pool } from '../../db/pool';
-import { putRule, walletsBelowThreshold } from '../../db/topup-rules';
+import { getRule, putRule, walletsBelowThreshold } from '../../db/topup-rules';
 import { createCustomer } from '../../ledger/customers';
 import { Ledger } from '../../ledger/ledger';
 import type { ChargeDone, PaymentOrder } from '../../ledger/payments';
@@ -182,9 +182,10 @@ class Model {
   plan(asOf: number): ModelPlan {
     const r = this.rule;
     if (!r) return { action: 'none', reason: 'no_rule' };
-    if (!r.enabled) return { action: 'none', reason: r.reason ?? 'disabled' };
+    // A pending top-up is finished first, even with the rule disabled since (its charge may be paid).
     const pending = this.payments.find((p) => p.source === 'topup' && p.status === 'pending');
     if (pending) return { action: 'charge', payment: pending, resumed: true };
+    if (!r.enabled) return { action: 'none', reason: r.reason ?? 'disabled' };
     if (r.cooldownUntil !== null && r.cooldownUntil > asOf) return { action: 'wait', until: r.cooldownUntil };
     if (this.balance >= r.threshold) return { action: 'none', reason: 'above_threshold' };
     const day = Math.floor(asOf / DAY) * DAY;
@@ -494,13 +495,16 @@ it('charges = succeeded top-ups + purchases, one purchased lot per charge at its
 }, 120_000);
 
 /**
- * The case the property finishes by hand (re-run once): a top-up run that ended after the charge
- * and before the grant (terminated, or a ledger step past its 1-hour limit) leaves the payment
- * pending. Only a new plan finishes it, and only a signal starts one; the scan and the debit
- * trigger signal wallets whose available + pending credits are below the threshold, so this
- * pending top-up's own credits hide the wallet from them.
+ * A top-up run that ended after the charge and before the grant (terminated, or a ledger step
+ * past its 1-hour limit) leaves the payment pending. Only a new plan finishes it, and only a
+ * signal starts one: the scan signals wallets with a top-up pending past the stale window, even
+ * when its own credits keep the wallet above the threshold (they used to hide it).
  */
-it('a top-up left pending after its charge (run ended before the grant) is still signalled by the scan', async () => {
+it('a top-up left pending after its charge (run ended before the grant) is signalled by the scan and resumed', async () => {
+  const getRuleSettings = async (id: string) => {
+    const r = (await getRule(pool, id))!;
+    return { ...r };
+  };
   now = new Date(BASE);
   const acts = createActivities({ pool, gateway: new SandboxGateway(pool), clock: () => now });
   const c = 'pp-stranded';
@@ -531,6 +535,13 @@ it('a top-up left pending after its charge (run ended before the grant) is still
   expect(
     BigInt((await pool.query('SELECT available FROM wallets WHERE customer_id = $1', [c])).rows[0].available),
   ).toBe(0n);
-  // A later run would finish it (plan resumes pending top-ups first), but none is ever started.
-  expect(await walletsBelowThreshold(pool, [c])).toEqual([c]);
+  // While fresh it is a top-up in flight: its credits count and debits do not signal again.
+  expect(await walletsBelowThreshold(pool, [c])).toEqual([]);
+  // Left pending past the stale window (0 here; 5 minutes by default), the scan signals it, and
+  // the next plan resumes it (even with the rule disabled meanwhile).
+  await pool.query("UPDATE payments SET updated_at = now() - interval '1 second' WHERE customer_id = $1", [c]);
+  expect(await walletsBelowThreshold(pool, [c], 1000, 0)).toEqual([c]);
+  await putRule(pool, c, { ...(await getRuleSettings(c)), enabled: false });
+  const resumed = await acts.planTopUp({ customerId: c, asOf: now.toISOString(), key: `plan:${c}:2` });
+  expect(resumed).toMatchObject({ action: 'charge', resumed: true, order: { paymentId: plan.order.paymentId } });
 });

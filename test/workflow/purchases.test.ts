@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Worker } from '@temporalio/worker';
 import { findViolations } from '../../db/invariants';
+import { holdSweeper } from '../../workflows/sweeper';
 import type { Pool } from '../../db/pool';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
@@ -112,4 +113,57 @@ describe('purchases', () => {
     );
     expect(attempts.rows).toEqual([{ attempts: 3, idempotency_key: expect.stringContaining('purchase:') }]);
   });
+
+  it('an expiry that passes while the charge is retried: the paid credits are granted without it, never refused', async () => {
+    const c = await customer('pm_card_flaky'); // two retryable failures: ~3 s before the charge succeeds
+    const expiresAt = new Date(Date.now() + 2000).toISOString();
+    const r = await buy(c, { credits: '7', price: { amountMinor: 70, currency: 'USD' }, expiresAt });
+    expect(r.status).toBe(201);
+    expect(r.body.lot).toMatchObject({ original: '7', expiresAt: null });
+    expect(await charges(c)).toBe(1);
+    const reason = await pool.query('SELECT reason FROM credit_lots WHERE id = $1', [r.body.lot.id]);
+    expect(reason.rows[0].reason).toContain('not applied');
+  });
+
+  it('a purchase left pending by a workflow that ended after its charge is restarted by the sweeper: one charge, one lot', async () => {
+    const c = await customer();
+    const id = 'pur_stranded';
+    const key = `purchase:${c}:${id}`;
+    // As left by a run terminated between charge and grant: the row pending, the charge made.
+    await pool.query(
+      `INSERT INTO payments (customer_id, id, source, status, credits, amount_minor, currency, gateway, payment_method,
+         gateway_key, workflow_id, request_hash, created_at, updated_at)
+       VALUES ($1, $2, 'purchase', 'pending', 3000000, 30, 'USD', 'sandbox', 'pm_card_visa', $3, $3, 'h', now(), now() - interval '11 minutes')`,
+      [c, id, key],
+    );
+    await t.gateway.charge({
+      idempotencyKey: key,
+      customerId: c,
+      paymentMethod: 'pm_card_visa',
+      amountMinor: 30n,
+      currency: 'USD',
+    });
+    const swept = await t.client.workflow.execute(holdSweeper, {
+      taskQueue: t.taskQueue,
+      workflowId: `sweep-${c}`,
+      args: [{ graceSeconds: 60 }],
+    });
+    expect(swept.purchasesRestarted).toContain(key);
+    const g = await eventually(
+      () => call(api.url, 'GET', `/v1/purchases/${id}?customerId=${c}`, { key: admin }),
+      (x) => x.body?.status === 'succeeded',
+    );
+    expect(g.body).toMatchObject({ status: 'succeeded', credits: '3', price: { amountMinor: 30 } });
+    expect(await charges(c)).toBe(1);
+    expect(await lots(c)).toHaveLength(1);
+  });
 });
+
+async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (ok(v) || Date.now() > until) return v;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

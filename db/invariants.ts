@@ -1,3 +1,4 @@
+import { paymentViolations } from './payment-invariants';
 import type { Queryable } from './queryable';
 
 /**
@@ -99,5 +100,6 @@ export async function findViolations(q: Queryable): Promise<Violation[]> {
     const res = await q.query<{ subject: string; detail: string }>(sql);
     for (const r of res.rows) out.push({ invariant, subject: r.subject, detail: r.detail });
   }
+  out.push(...(await paymentViolations(q))); // invariant 9: money in
   return out;
 }

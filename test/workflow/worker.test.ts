@@ -77,7 +77,14 @@ describe('worker built by createWorker, on a real Temporal dev server', () => {
 
   it('the workflow entry point exports exactly the known workflow types', () => {
     // A new workflow type must be added to the run below, so that this file runs every one of them.
-    expect(workflowTypes).toEqual(['connectivityCheck', 'creditLifecycle', 'holdSweeper', 'reservation']);
+    expect(workflowTypes).toEqual([
+      'autoTopUp',
+      'connectivityCheck',
+      'creditLifecycle',
+      'holdSweeper',
+      'purchase',
+      'reservation',
+    ]);
   });
 
   it('connectivityCheck: workflow → activity → Postgres round trip returns the database clock', async () => {
@@ -102,7 +109,7 @@ describe('worker built by createWorker, on a real Temporal dev server', () => {
       args: [{ graceSeconds: 0 }],
       workflowExecutionTimeout: '60s',
     });
-    expect(r).toEqual({ checked: 0, released: [], lifecyclesNudged: [] });
+    expect(r).toEqual({ checked: 0, released: [], lifecyclesNudged: [], topUpsNudged: [], purchasesRestarted: [] });
   });
 
   it('reservation places a hold through its local activity and releases it', async () => {
@@ -116,6 +123,42 @@ describe('worker built by createWorker, on a real Temporal dev server', () => {
     expect(placed).toMatchObject({ outcome: 'placed', hold: { amount: '2', held: '2' } });
     await t.holds.release(c, 'h1');
     expect((await t.client.workflow.getHandle(placed.workflowId).result()).status).toBe('released');
+  });
+
+  it('purchase charges the sandbox and grants the purchased lot through its local activities', async () => {
+    const c = `w-${randomUUID().slice(0, 8)}`;
+    await createCustomer(pool, { id: c }, requestHash({ id: c }));
+    const order = {
+      customerId: c,
+      paymentId: 'pur_w1',
+      source: 'purchase' as const,
+      credits: '3',
+      amountMinor: '30',
+      currency: 'USD',
+      gateway: 'sandbox',
+      paymentMethod: 'pm_card_visa',
+      gatewayKey: `purchase:${c}:pur_w1`,
+      maxAttempts: 2,
+    };
+    const r = await t.client.workflow.execute(workflows.purchase, {
+      taskQueue: t.taskQueue,
+      workflowId: `purchase:${c}:pur_w1`,
+      args: [{ order, createdAt: new Date().toISOString(), requestHash: 'h' }],
+      workflowExecutionTimeout: '60s',
+    });
+    expect(r).toMatchObject({ status: 'succeeded', amountMinor: '30', currency: 'USD' });
+  });
+
+  it('autoTopUp plans once and finishes when idle (a customer without a rule)', async () => {
+    const c = `w-${randomUUID().slice(0, 8)}`;
+    await createCustomer(pool, { id: c }, requestHash({ id: c }));
+    const s = await t.client.workflow.execute(workflows.autoTopUp, {
+      taskQueue: t.taskQueue,
+      workflowId: `topup:${c}`,
+      args: [{ customerId: c, triggered: true, idleMs: 100 }],
+      workflowExecutionTimeout: '60s',
+    });
+    expect(s).toMatchObject({ plans: 1, lastPlan: 'no_rule', status: 'idle' });
   });
 
   it('creditLifecycle runs its tick activity (a customer without lots: one wake-up, nothing upcoming)', async () => {

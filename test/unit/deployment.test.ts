@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import { parse } from 'yaml';
-import { configSchema, loadConfig } from '../../lib/config';
+import { configSchema, gatewayName, loadConfig } from '../../lib/config';
 import { ROOT } from '../support/paths';
 
 /**
@@ -85,11 +85,16 @@ function localClosure(entry: string): Set<string> {
   return seen;
 }
 
-/** Compose interpolation `${NAME:?message}` / `${NAME}` → a value a deployer would give. */
+/**
+ * Compose interpolation: `${NAME:?message}` / `${NAME}` → a value a deployer would give;
+ * `${NAME:-default}` → its default (what an unset optional variable gives).
+ */
 const interpolate = (v: string) =>
-  v.replace(/\$\{([A-Z_]+)(?::\?[^}]*)?\}/g, (_m, name: string) =>
-    name === 'CREDITFLOW_ADMIN_KEY' ? 'k'.repeat(32) : `secret-${name.toLowerCase()}`,
-  );
+  v
+    .replace(/\$\{[A-Z_]+:-([^}]*)\}/g, (_m, dflt: string) => dflt)
+    .replace(/\$\{([A-Z_]+)(?::\?[^}]*)?\}/g, (_m, name: string) =>
+      name === 'CREDITFLOW_ADMIN_KEY' ? 'k'.repeat(32) : `secret-${name.toLowerCase()}`,
+    );
 const entryOf = (svc: Service) => svc.command!.find((c) => c.startsWith('dist/'))!;
 const portsOf = (svc: Service) => (svc.ports ?? []).map((p) => p.split(':').map(Number));
 
@@ -153,6 +158,7 @@ describe('docker-compose.yml', () => {
       for (const key of Object.keys(env)) expect([key, configKeys.includes(key)]).toEqual([key, true]);
       const config = loadConfig(Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(String(v))])));
       expect(config.CREDITFLOW_MODE).toBe('production');
+      expect(gatewayName(config)).toBe('manual'); // never the sandbox (free credits) unless a deployer says stripe
       const db = new URL(config.DATABASE_URL);
       const pg = s.postgres!.environment!;
       expect([db.hostname, db.port, db.pathname.slice(1), db.username]).toEqual([

@@ -11,6 +11,7 @@ import { Ledger } from '../ledger/ledger';
 import { requestHash } from '../lib/hash';
 import { composeKey } from '../lib/ids';
 import { failureKind } from '../lib/unavailable';
+import { withAudit } from '../lib/audit';
 import { getPaymentMethod, recordAttempt, stalePendingPurchases } from '../db/payments';
 import {
   orderOf,
@@ -104,7 +105,9 @@ function crashPoint(activity: string, when: 'before' | 'after'): void {
 /** Runs one ledger step between its two crash points. */
 async function step<T>(activity: string, fn: () => Promise<T>): Promise<T> {
   crashPoint(activity, 'before');
-  const r = await domain(fn);
+  // The ledger records which workflow wrote each transaction (lib/audit.ts).
+  const workflowId = inActivity() ? Context.current().info.workflowExecution?.workflowId : undefined;
+  const r = await withAudit(workflowId ? { workflowId } : {}, () => domain(fn));
   crashPoint(activity, 'after');
   return r;
 }

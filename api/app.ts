@@ -4,6 +4,7 @@ import type { Ledger } from '../ledger/ledger';
 import type { Logger } from '../lib/logger';
 import { authenticate } from './auth';
 import { jsonBody } from './body';
+import { withAudit } from '../lib/audit';
 import { createMetrics } from './metrics';
 import { buildOpenApi, renderDocs } from './openapi';
 import { errorHandler, HttpProblem } from './problem';
@@ -137,6 +138,9 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
   v1.use(jsonBody({ limit: deps.bodyLimit ?? '1mb' }));
+  // After the body is read (stream callbacks would lose the context): every ledger transaction a
+  // request writes records the API key that asked (lib/audit.ts).
+  v1.use((req, _res, next) => withAudit({ requestedBy: req.principal?.id }, next));
   v1.use(customerRoutes({ pool: deps.pool, clock }));
   v1.use(
     grantRoutes({

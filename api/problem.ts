@@ -52,6 +52,10 @@ const DOMAIN_STATUS: Record<DomainErrorCode, number> = {
   HoldExists: 409,
   HoldExpired: 422,
   AmountTooLarge: 422,
+  NotRefundable: 422,
+  RefundNotFound: 404,
+  EventNotFound: 404,
+  AlreadyCorrected: 409,
 };
 
 export function validationProblem(error: z.ZodError, where: 'body' | 'query' | 'params' | 'header'): HttpProblem {

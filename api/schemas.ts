@@ -317,3 +317,22 @@ export const AutoTopUpBody = z
     path: ['credits'],
   })
   .openapi('AutoTopUp');
+
+// ---- refunds and corrections (support) ----
+export const RefundId = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'refundId: 1–128 characters of A-Za-z0-9_.-');
+export const RefundParams = z.strictObject({ refundId: RefundId });
+export const CreateRefundBody = z
+  .strictObject({
+    customerId: CustomerId,
+    lotId: LotId,
+    /** Omitted: all that is refundable (the lot's unspent, unheld remainder). */
+    credits: PositiveCredits.optional(),
+    reason: z.string().min(1).max(500),
+  })
+  .openapi('CreateRefund');
+export const RefundListQuery = z.strictObject(pageQuery);
+
+export const UsageEventId = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'eventId: 1–128 characters of A-Za-z0-9_.:-');
+export const CorrectionBody = z
+  .strictObject({ eventId: UsageEventId, reason: z.string().min(1).max(500) })
+  .openapi('Correction');

@@ -9,6 +9,10 @@ export interface TransactionView {
   createdAt: Date;
   reference: string | null;
   idempotencyKey: string;
+  /** Who asked (an API key id, with its name when the key still exists), why, and the workflow. */
+  requestedBy: { keyId: string; name: string | null } | null;
+  reason: string | null;
+  workflowId: string | null;
   entries: { account: string; lotId: string | null; amount: bigint }[];
 }
 
@@ -28,9 +32,14 @@ export async function listTransactions(q: Queryable, customerId: string, f: Ledg
     created_at: Date;
     reference: string | null;
     idempotency_key: string;
+    requested_by: string | null;
+    requested_by_name: string | null;
+    reason: string | null;
+    workflow_id: string | null;
     entries: { account: string; lot_id: string | null; amount: string }[] | null;
   }>(
-    `SELECT t.id, t.seq, t.type, t.created_at, t.reference, t.idempotency_key,
+    `SELECT t.id, t.seq, t.type, t.created_at, t.reference, t.idempotency_key, t.requested_by, t.reason,
+            t.workflow_id, (SELECT k.name FROM api_keys k WHERE k.id = t.requested_by) AS requested_by_name,
             (SELECT json_agg(json_build_object('account', e.account, 'lot_id', e.lot_id, 'amount', e.amount::text)
                              ORDER BY e.id)
                FROM ledger_entries e WHERE e.transaction_id = t.id) AS entries
@@ -51,6 +60,9 @@ export async function listTransactions(q: Queryable, customerId: string, f: Ledg
     createdAt: r.created_at,
     reference: r.reference,
     idempotencyKey: r.idempotency_key,
+    requestedBy: r.requested_by ? { keyId: r.requested_by, name: r.requested_by_name } : null,
+    reason: r.reason,
+    workflowId: r.workflow_id,
     entries: (r.entries ?? []).map((e) => ({ account: e.account, lotId: e.lot_id, amount: int8(e.amount) })),
   }));
 }

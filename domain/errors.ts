@@ -16,7 +16,11 @@ export type DomainErrorCode =
   | 'HoldNotActive'
   | 'HoldExists'
   | 'HoldExpired'
-  | 'AmountTooLarge';
+  | 'AmountTooLarge'
+  | 'NotRefundable'
+  | 'RefundNotFound'
+  | 'EventNotFound'
+  | 'AlreadyCorrected';
 
 export class DomainError extends Error {
   constructor(

@@ -11,6 +11,16 @@ import { withTransaction, type Pool, type Tx } from '../db/pool';
 import { payArrears } from './arrears';
 import { ensureFits } from './limits';
 import { lotView, type LotView } from './views';
+import { currentAudit, type Audit } from '../lib/audit';
+
+/** Who/why/workflow for the transactions this database transaction appends (column defaults read them). */
+async function setAudit(tx: Tx, a: Audit): Promise<void> {
+  await tx.query(
+    `SELECT set_config('creditflow.requested_by', $1, true), set_config('creditflow.reason', $2, true),
+            set_config('creditflow.workflow_id', $3, true)`,
+    [a.requestedBy ?? '', (a.reason ?? '').slice(0, 500), a.workflowId ?? ''],
+  );
+}
 
 /**
  * The ledger core: every credit movement goes through `run`, which gives it
@@ -79,8 +89,10 @@ export class Ledger {
   ) {}
 
   async run<R>(cmd: Command, apply: (ctx: Ctx) => Promise<R>): Promise<Outcome<R>> {
+    const audit = currentAudit();
     return withTransaction(this.pool, async (tx) => {
       if (!(await tryLockKey(tx, cmd.key))) throw idempotencyInFlight(cmd.key);
+      if (audit) await setAudit(tx, audit);
       const prior = await findKey(tx, cmd.key);
       if (prior) {
         if (prior.requestHash !== cmd.requestHash) throw idempotencyConflict(cmd.key);

@@ -4,6 +4,7 @@ import type { Logger } from '../../lib/logger';
 import type { TopUpTrigger } from '../../client/topups';
 import { requestHash } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
+import { withAudit } from '../../lib/audit';
 import { allow, GRANT_ROLES } from '../auth';
 import { finalOutcome, idempotent } from '../idempotent';
 import { CustomerParams, GrantBody, IdempotencyKeyHeader, LotParams, VoidBody } from '../schemas';
@@ -39,7 +40,7 @@ export function grantRoutes(deps: {
     const cmd = command(req, 'grant', id);
     await idempotent(deps.pool, res, cmd.key, cmd.requestHash, () =>
       finalOutcome(async () => {
-        const { result } = await deps.ledger.grant(cmd, b);
+        const { result } = await withAudit({ reason: b.reason }, () => deps.ledger.grant(cmd, b));
         // Lots with an end (expiry or period) get the customer's lifecycle workflow started or told.
         // Best effort and bounded: the ledger never draws an expired lot, and the sweeper nudges
         // lifecycles that missed a lot, so a late workflow delays bookkeeping only.
@@ -63,7 +64,9 @@ export function grantRoutes(deps: {
     const cmd = command(req, 'void', id, { lotId });
     await idempotent(deps.pool, res, cmd.key, cmd.requestHash, () =>
       finalOutcome(async () => {
-        const { result } = await deps.ledger.voidLot(cmd, { lotId, reason: b.reason });
+        const { result } = await withAudit({ reason: b.reason }, () =>
+          deps.ledger.voidLot(cmd, { lotId, reason: b.reason }),
+        );
         deps.topUps?.check([id]); // a claw-back may leave the wallet below its top-up threshold
         return { status: 200, body: result };
       }),

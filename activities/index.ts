@@ -12,6 +12,10 @@ import { requestHash } from '../lib/hash';
 import { composeKey } from '../lib/ids';
 import { failureKind } from '../lib/unavailable';
 import { withAudit } from '../lib/audit';
+import { RefundsLedger, type ClawedBack } from '../ledger/refunds';
+import { getRefund, stalePendingRefunds } from '../db/refunds';
+import { refund } from '../workflows/refund';
+import { ManualGateway } from '../payments/manual';
 import { getPaymentMethod, recordAttempt, stalePendingPurchases } from '../db/payments';
 import {
   orderOf,
@@ -116,7 +120,7 @@ async function step<T>(activity: string, fn: () => Promise<T>): Promise<T> {
  * A gateway's answer, classified: a permanent error (a decline) is final at once; a retryable one
  * is retried by the workflow with the same idempotency key; anything else goes through `domain`.
  */
-async function gatewayCall<T>(fn: () => Promise<T>): Promise<T> {
+async function gatewayCall<T>(fn: () => Promise<T>, permanentType?: string): Promise<T> {
   try {
     return await fn();
   } catch (err) {
@@ -126,7 +130,10 @@ async function gatewayCall<T>(fn: () => Promise<T>): Promise<T> {
       });
     const declined = err.code === 'card_declined';
     throw ApplicationFailure.create({
-      type: err.kind === 'retryable' ? 'GatewayRetryable' : declined ? 'PaymentDeclined' : 'PaymentFailed',
+      type:
+        err.kind === 'retryable'
+          ? 'GatewayRetryable'
+          : (permanentType ?? (declined ? 'PaymentDeclined' : 'PaymentFailed')),
       message: err.message,
       details: [{ code: err.code, declineCode: err.declineCode }],
       nonRetryable: err.kind === 'permanent',
@@ -154,6 +161,8 @@ export function createActivities(deps: ActivityDeps) {
   const lifecycle = new LifecycleLedger(ledger, deps.pool);
   const now = deps.clock ?? (() => new Date());
   const payments = new PaymentsLedger(ledger, deps.pool);
+  const refunds = new RefundsLedger(ledger, deps.pool);
+  const manual = new ManualGateway();
   const gateway = () => {
     if (!deps.gateway)
       throw ApplicationFailure.create({ type: 'Unexpected', message: 'no payment gateway configured' });
@@ -292,6 +301,54 @@ export function createActivities(deps: ActivityDeps) {
       return step('failPayment', () => payments.fail(o.order, { code: o.code, reason: o.reason }, new Date(o.asOf)));
     },
 
+    /** The refund saga's first step: claw the credits back and fix the money (once per refund). */
+    async clawBackRefund(o: { refundId: string; customerId: string }): Promise<ClawedBack> {
+      const row = await domain(() => getRefund(deps.pool, o.refundId));
+      return step('clawBackRefund', () =>
+        withAudit({ requestedBy: row?.requestedBy, reason: row?.reason }, () =>
+          refunds.clawBack({ id: o.refundId, customerId: o.customerId }),
+        ),
+      );
+    },
+
+    /** The money back through the lot's gateway, the refund id as the gateway's idempotency key. */
+    async refundPayment(c: ClawedBack): Promise<{ reference: string }> {
+      crashPoint('refundPayment', 'before');
+      const g = c.gateway === 'manual' ? manual : gateway();
+      if (g.name !== c.gateway)
+        throw ApplicationFailure.create({
+          type: 'RefundFailed',
+          message: `the lot was paid through ${c.gateway}, this service runs ${g.name}`,
+          details: [{ code: 'gateway_mismatch' }],
+          nonRetryable: true,
+        });
+      const r = await gatewayCall(
+        () =>
+          g.refund({
+            idempotencyKey: c.refundId,
+            chargeReference: c.chargeReference ?? '',
+            amountMinor: BigInt(c.moneyMinor),
+          }),
+        'RefundFailed',
+      );
+      crashPoint('refundPayment', 'after');
+      return { reference: r.reference };
+    },
+
+    async recordRefund(o: { refundId: string; reference: string | null; at: string }) {
+      await step('recordRefund', () => refunds.succeed(o.refundId, o.reference, new Date(o.at)));
+    },
+
+    /** The compensation: the clawed-back credits back to the lot, the refund failed (once). */
+    async compensateRefund(o: { refundId: string; code: string; reason: string }) {
+      const row = await domain(() => getRefund(deps.pool, o.refundId));
+      await step('compensateRefund', () =>
+        withAudit({ requestedBy: row?.requestedBy, reason: `compensation: ${o.reason}` }, () =>
+          refunds.compensate(o.refundId, { code: o.code, reason: o.reason }),
+        ),
+      );
+    },
+
     /** The top-up workflow's look at the wallet: nothing to do, wait (cooldown), or charge this order. */
     async planTopUp(o: { customerId: string; asOf: string; key: string }) {
       const r = await step('planTopUp', () =>
@@ -375,7 +432,33 @@ export function createActivities(deps: ActivityDeps) {
           purchasesRestarted.push(workflowId);
         }
       }
-      return { checked: candidates.length, released, lifecyclesNudged: nudged, topUpsNudged, purchasesRestarted };
+      // Likewise a refund left pending (its saga ended early): re-run, every step keyed by the refund.
+      const refundsRestarted: string[] = [];
+      if (deps.taskQueue) {
+        for (const r of await stalePendingRefunds(deps.pool, 10 * 60_000, o.limit ?? 500)) {
+          const running = await client.workflow
+            .getHandle(r.workflowId)
+            .describe()
+            .then((d) => d.status.name === 'RUNNING')
+            .catch(() => false);
+          if (running) continue;
+          await client.workflow.start(refund, {
+            workflowId: r.workflowId,
+            taskQueue: deps.taskQueue,
+            args: [{ refundId: r.id, customerId: r.customerId }],
+            workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+          });
+          refundsRestarted.push(r.workflowId);
+        }
+      }
+      return {
+        checked: candidates.length,
+        released,
+        lifecyclesNudged: nudged,
+        topUpsNudged,
+        purchasesRestarted,
+        refundsRestarted,
+      };
     },
   };
 }

@@ -3,6 +3,8 @@ import { purchaseWorkflowId } from '../ledger/payments';
 import { DependencyUnavailable, isUnavailable } from '../lib/unavailable';
 import type { PaymentOutcome } from '../workflows/payment';
 import { purchase, type PurchaseInput } from '../workflows/purchase';
+import { refund, type RefundInput } from '../workflows/refund';
+import { refundWorkflowId } from '../ledger/refunds';
 import { CustomerIdKey } from './holds';
 
 export type PurchaseAnswer = { kind: 'done'; outcome: PaymentOutcome } | { kind: 'pending' };
@@ -18,6 +20,10 @@ export class PaymentsClient {
     private readonly taskQueue: string,
     private readonly opts: { searchAttributes?: boolean; startTimeoutMs?: number } = {},
   ) {}
+
+  refund(input: RefundInput): Promise<string> {
+    return startRefund(this.client, this.taskQueue, input, this.opts);
+  }
 
   async purchase(input: PurchaseInput, waitMs = 10_000): Promise<PurchaseAnswer> {
     const { customerId, paymentId } = input.order;
@@ -48,6 +54,33 @@ export class PaymentsClient {
       return { kind: 'pending' }; // not yet (or the wait failed): the workflow carries on
     }
   }
+}
+
+/** Starts a refund's saga (`refund:<refundId>`); a retry finds the one already started. */
+export async function startRefund(
+  client: Client,
+  taskQueue: string,
+  input: RefundInput,
+  opts: { searchAttributes?: boolean; timeoutMs?: number } = {},
+): Promise<string> {
+  const workflowId = refundWorkflowId(input.refundId);
+  try {
+    await client.withDeadline(Date.now() + (opts.timeoutMs ?? 5000), () =>
+      client.workflow.start(refund, {
+        workflowId,
+        taskQueue,
+        args: [input],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        ...(opts.searchAttributes === false
+          ? {}
+          : { typedSearchAttributes: [{ key: CustomerIdKey, value: input.customerId }] }),
+      }),
+    );
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw unavailable(err);
+  }
+  return workflowId;
 }
 
 function unavailable(err: unknown): unknown {

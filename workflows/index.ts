@@ -5,3 +5,4 @@ export * from './reservation';
 export * from './sweeper';
 export * from './purchase';
 export * from './topup';
+export * from './refund';

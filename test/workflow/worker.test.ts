@@ -83,6 +83,7 @@ describe('worker built by createWorker, on a real Temporal dev server', () => {
       'creditLifecycle',
       'holdSweeper',
       'purchase',
+      'refund',
       'reservation',
     ]);
   });
@@ -109,7 +110,14 @@ describe('worker built by createWorker, on a real Temporal dev server', () => {
       args: [{ graceSeconds: 0 }],
       workflowExecutionTimeout: '60s',
     });
-    expect(r).toEqual({ checked: 0, released: [], lifecyclesNudged: [], topUpsNudged: [], purchasesRestarted: [] });
+    expect(r).toEqual({
+      checked: 0,
+      released: [],
+      lifecyclesNudged: [],
+      topUpsNudged: [],
+      purchasesRestarted: [],
+      refundsRestarted: [],
+    });
   });
 
   it('reservation places a hold through its local activity and releases it', async () => {

@@ -1,0 +1,117 @@
+import { Router, type Request } from 'express';
+import type { PaymentsClient } from '../../client/payments';
+import { formatCredits } from '../../domain/amount';
+import { customerNotFound, DomainError } from '../../domain/errors';
+import { customerExists } from '../../db/customers';
+import { lotsByIds } from '../../db/lots';
+import type { Pool } from '../../db/pool';
+import { getRefund, insertRefund, listRefunds, type RefundRow } from '../../db/refunds';
+import { refundableOf, refundWorkflowId } from '../../ledger/refunds';
+import { requestHash, sha256 } from '../../lib/hash';
+import { composeKey } from '../../lib/ids';
+import { allow, GRANT_ROLES, READ_ROLES } from '../auth';
+import { finalOutcome, idempotent } from '../idempotent';
+import { problem } from '../problem';
+import { CreateRefundBody, CustomerParams, IdempotencyKeyHeader, RefundListQuery, RefundParams } from '../schemas';
+import { body, decodeCursor, encodeCursor, params, parse, query } from '../validate';
+
+export function refundView(r: RefundRow) {
+  return {
+    refundId: r.id,
+    customerId: r.customerId,
+    lotId: r.lotId,
+    status: r.status,
+    creditsRequested: r.creditsRequested === null ? null : formatCredits(r.creditsRequested),
+    creditsClawedBack: formatCredits(r.creditsClawedBack),
+    moneyRefunded: { amountMinor: Number(r.moneyMinor), currency: r.currency },
+    gateway: r.gateway,
+    refundReference: r.refundReference,
+    ...(r.failureCode ? { failureCode: r.failureCode, failureReason: r.failureReason } : {}),
+    requestedBy: r.requestedBy,
+    reason: r.reason,
+    workflowId: r.workflowId,
+    createdAt: r.createdAt.toISOString(),
+    completedAt: r.completedAt?.toISOString() ?? null,
+  };
+}
+
+function scope(req: Request, customerId: string) {
+  const p = req.principal!;
+  if (p.customerId !== null && p.customerId !== customerId)
+    throw problem(403, 'this key is scoped to another customer');
+}
+
+const CURSOR = 'refunds';
+const CURSOR_VALUE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\|[A-Za-z0-9_.-]{1,128}$/;
+
+/**
+ * Refunds: support staff ask, a saga (`refund:<refundId>`) does it. What cannot be refunded
+ * (not a paid purchased lot, more than its unspent, unheld remainder) is refused here, before
+ * anything is written; the saga's claw-back checks again under the lot lock.
+ */
+export function refundRoutes(deps: { pool: Pool; payments: () => Promise<PaymentsClient>; clock: () => Date }): Router {
+  const r = Router();
+
+  r.post('/refunds', allow(GRANT_ROLES, { scopedByHandler: true }), async (req, res) => {
+    const b = body(CreateRefundBody, req);
+    scope(req, b.customerId);
+    const idem = parse(IdempotencyKeyHeader, req.get('idempotency-key'), 'header');
+    const hash = requestHash(req.body);
+    await idempotent(deps.pool, res, composeKey('api', 'refund', b.customerId, idem), hash, () =>
+      finalOutcome(async () => {
+        if (!(await customerExists(deps.pool, b.customerId))) throw customerNotFound(b.customerId);
+        const lot = (await lotsByIds(deps.pool, b.customerId, [b.lotId]))[0];
+        if (!lot) throw new DomainError('LotNotFound', `lot ${b.lotId} does not exist for ${b.customerId}`);
+        const { refundable, why } = refundableOf(lot, deps.clock());
+        if (why || refundable === 0n || (b.credits !== undefined && b.credits > refundable))
+          throw new DomainError(
+            'NotRefundable',
+            why ?? `only ${formatCredits(refundable)} credits of lot ${lot.id} are refundable`,
+            { refundable: formatCredits(refundable) },
+          );
+        // The Idempotency-Key names the refund: a retried request finds the same saga.
+        const refundId = `ref_${sha256(`${b.customerId}\u0000${idem}`).slice(0, 32)}`;
+        const row = await insertRefund(deps.pool, {
+          id: refundId,
+          customerId: b.customerId,
+          lotId: b.lotId,
+          creditsRequested: b.credits ?? null,
+          requestedBy: req.principal!.id,
+          reason: b.reason,
+          requestHash: hash,
+          workflowId: refundWorkflowId(refundId),
+        });
+        if (row.requestHash !== hash)
+          throw problem(409, 'this Idempotency-Key was already used with a different request');
+        await (await deps.payments()).refund({ refundId, customerId: b.customerId });
+        return { status: 202, body: { refundId, status: 'pending', workflowId: row.workflowId } };
+      }),
+    );
+  });
+
+  r.get('/refunds/:refundId', allow(READ_ROLES, { scopedByHandler: true }), async (req, res) => {
+    const { refundId } = params(RefundParams, req);
+    const row = await getRefund(deps.pool, refundId);
+    if (!row) throw new DomainError('RefundNotFound', `refund ${refundId} does not exist`);
+    scope(req, row.customerId);
+    res.json(refundView(row));
+  });
+
+  r.get('/customers/:id/refunds', allow(READ_ROLES, { customerParam: 'id' }), async (req, res) => {
+    const { id } = params(CustomerParams, req);
+    const q = query(RefundListQuery, req);
+    if (!(await customerExists(deps.pool, id))) throw customerNotFound(id);
+    const at = q.cursor ? decodeCursor(CURSOR, q.cursor, (v) => CURSOR_VALUE.test(v)).split('|') : undefined;
+    const after = at ? { createdAt: new Date(at[0]!), id: at[1]! } : undefined;
+    const rows = await listRefunds(deps.pool, id, { limit: q.limit + 1, ...(after ? { after } : {}) });
+    const page = rows.slice(0, q.limit);
+    const last = page[page.length - 1];
+    res.json({
+      refunds: page.map(refundView),
+      nextCursor:
+        rows.length > q.limit && last ? encodeCursor(CURSOR, `${last.createdAt.toISOString()}|${last.id}`) : null,
+    });
+  });
+
+  return r;
+}

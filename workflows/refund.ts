@@ -1,0 +1,101 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  isCancellation,
+  proxyLocalActivities,
+  setHandler,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { ClawedBack } from '../ledger/refunds';
+
+/** `refund:<refundId>`: claw back → refund the money → record; a failed refund gives the credits back. */
+export interface RefundInput {
+  refundId: string;
+  customerId: string;
+}
+
+export type RefundOutcome =
+  | { status: 'succeeded'; credits: string; moneyMinor: string; reference: string | null }
+  | { status: 'failed'; code: string; reason: string; creditsRestored: string };
+
+export const refundStatusQuery = defineQuery<{ step: string; clawedBack: ClawedBack | null }>('status');
+
+// Ledger steps: idempotent per refund; an outage past an hour fails the run visibly, and the
+// sweeper re-runs a refund left pending.
+const ledger = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '15 seconds',
+  scheduleToCloseTimeout: '1 hour',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/** The gateway refund: one key (the refund id) for every attempt; a permanent failure is final. */
+const gateway = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '20 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: 8,
+    nonRetryableErrorTypes: ['RefundFailed'],
+  },
+});
+
+function failureOf(err: unknown): { code: string; reason: string } {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure) {
+    const d = (cause.details?.[0] ?? {}) as { code?: string };
+    return { code: d.code ?? cause.type ?? 'refund_failed', reason: cause.message };
+  }
+  return { code: 'refund_failed', reason: String((cause as Error)?.message ?? cause) };
+}
+
+export async function refund(input: RefundInput): Promise<RefundOutcome> {
+  let step = 'claw-back';
+  let clawedBack: ClawedBack | null = null;
+  setHandler(refundStatusQuery, () => ({ step, clawedBack }));
+  try {
+    clawedBack = await ledger.clawBackRefund(input);
+  } catch (err) {
+    if (isCancellation(err)) {
+      // The claw-back may have committed before the cancellation reached it: undo what the ledger has.
+      const f = { code: 'cancelled', reason: 'the refund was cancelled' };
+      await CancellationScope.nonCancellable(() => ledger.compensateRefund({ refundId: input.refundId, ...f }));
+      throw err;
+    }
+    const cause = err instanceof ActivityFailure ? err.cause : err;
+    // Nothing was clawed back (not refundable any more, e.g. spent meanwhile): it just fails.
+    if (cause instanceof ApplicationFailure && cause.nonRetryable) {
+      const f = failureOf(err);
+      await ledger.compensateRefund({ refundId: input.refundId, ...f });
+      return { status: 'failed', ...f, creditsRestored: '0' };
+    }
+    throw err;
+  }
+  step = 'gateway';
+  let paid: { reference: string | null };
+  try {
+    paid = clawedBack.moneyMinor === '0' ? { reference: null } : await gateway.refundPayment(clawedBack);
+  } catch (err) {
+    // A permanent gateway failure, retries exhausted, or the workflow cancelled before the money
+    // went back: the credits return to the lot, in a scope cancellation cannot interrupt.
+    step = 'compensation';
+    const f = isCancellation(err) ? { code: 'cancelled', reason: 'the refund was cancelled' } : failureOf(err);
+    await CancellationScope.nonCancellable(() => ledger.compensateRefund({ refundId: input.refundId, ...f }));
+    if (isCancellation(err)) throw err;
+    return { status: 'failed', ...f, creditsRestored: clawedBack.credits };
+  }
+  // The money went back: from here the refund only completes (never compensated, even if cancelled).
+  step = 'record';
+  const at = new Date(Date.now()).toISOString();
+  await CancellationScope.nonCancellable(() =>
+    ledger.recordRefund({ refundId: input.refundId, reference: paid.reference, at }),
+  );
+  return {
+    status: 'succeeded',
+    credits: clawedBack.credits,
+    moneyMinor: clawedBack.moneyMinor,
+    reference: paid.reference,
+  };
+}

@@ -134,6 +134,9 @@ const body = {
   purchase: over(s.PurchaseBody, { credits: positive }).openapi('Purchase', {
     description: `Without paymentMethod, the one on file is charged. ${dateNote}`,
   }),
+  refund: over(s.CreateRefundBody, { credits: positive.optional() }).openapi('CreateRefund', {
+    description: 'Without credits: all that is refundable (the lot’s unspent, unheld remainder).',
+  }),
   autoTopUp: over(s.AutoTopUpBody, {
     threshold: nonNegative,
     credits: positive,
@@ -160,6 +163,7 @@ const params = {
   purchase: z.strictObject({
     purchaseId: s.PurchaseId.openapi({ example: purchaseIdFor('cust_42', 'seed_purchase') }),
   }),
+  refund: z.strictObject({ refundId: s.RefundId.openapi({ example: 'ref_0123456789abcdef' }) }),
 };
 
 const query = {
@@ -179,6 +183,9 @@ const query = {
   hold: s.HoldQuery,
   rateCard: s.RateCardQuery,
   purchase: s.PurchaseQuery,
+  refunds: over(s.RefundListQuery, {
+    cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
+  }),
 };
 
 // ---- Responses ----
@@ -605,6 +612,55 @@ export function buildOpenApi(): object {
     ok: { 200: json(r.AutoTopUpResponse, 'The rule') },
     errors: [404],
     problems: { 404: problem('No such customer, or no rule') },
+  });
+
+  // Refunds (support)
+  v1({
+    method: 'post',
+    path: '/v1/refunds',
+    summary: 'Refund a purchased lot, whole or part (admin, support): a saga claws back, refunds, records',
+    description:
+      'Money: cumulative over the lot’s refunds, floor(cost × credits clawed back so far / original) minus ' +
+      'what earlier refunds returned, so partial refunds add up to a whole one. A gateway failure gives the ' +
+      'credits back (`refund_compensation`) and the refund ends failed. The Idempotency-Key names the refund.',
+    tags: ['refunds'],
+    idempotent: true,
+    body: body.refund,
+    examples: {
+      part: {
+        summary: 'Refund 100 credits of a lot',
+        value: {
+          customerId: 'cust_42',
+          lotId: '00000000-0000-4000-8000-000000000000',
+          credits: '100',
+          reason: 'cancelled',
+        },
+      },
+    },
+    ok: { 202: json(r.RefundPendingResponse, 'The saga started', replayed) },
+    errors: [404, 409, 422],
+    problems: {
+      422: problem('Not refundable: not a paid purchased lot, expired, or more than its unspent, unheld remainder'),
+    },
+  });
+  v1({
+    method: 'get',
+    path: '/v1/refunds/{refundId}',
+    summary: 'A refund and its outcome',
+    tags: ['refunds'],
+    params: params.refund,
+    ok: { 200: json(r.RefundResponse, 'The refund') },
+    errors: [404],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/customers/{id}/refunds',
+    summary: "The customer's refunds, newest first",
+    tags: ['refunds'],
+    params: params.customer,
+    query: query.refunds,
+    ok: { 200: json(r.RefundListResponse, 'A page of refunds') },
+    errors: [404],
   });
 
   // API keys (admin)

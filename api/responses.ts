@@ -102,6 +102,12 @@ export const LedgerResponse = z
         createdAt: dateTime(),
         reference: z.string().nullable(),
         idempotencyKey: z.string(),
+        requestedBy: z
+          .object({ keyId: z.string(), name: z.string().nullable() })
+          .nullable()
+          .openapi({ description: 'the API key that asked (support actions, API writes); null for system work' }),
+        reason: z.string().nullable(),
+        workflowId: z.string().nullable().openapi({ description: 'the workflow that wrote it (holds, refunds, …)' }),
         entries: z.array(
           z.object({
             account: z.string(),
@@ -355,3 +361,38 @@ export const AutoTopUpResponse = z
     }),
   })
   .openapi('AutoTopUpRule');
+
+export const RefundResponse = z
+  .object({
+    refundId: z.string(),
+    customerId: z.string(),
+    lotId: z.uuid(),
+    status: z.enum(['pending', 'succeeded', 'failed']),
+    creditsRequested: credits('asked for (null: all that was refundable)').nullable(),
+    creditsClawedBack: credits('taken back from the lot (restored if the refund failed)'),
+    moneyRefunded: z.object({
+      amountMinor: z.number().int().min(0),
+      currency: z.string().nullable(),
+    }),
+    gateway: z.string().nullable(),
+    refundReference: z.string().nullable(),
+    failureCode: z.string().nullable().optional(),
+    failureReason: z.string().nullable().optional(),
+    requestedBy: z.string().openapi({ description: 'the API key id that asked' }),
+    reason: z.string(),
+    workflowId: z.string(),
+    createdAt: dateTime(),
+    completedAt: dateTime().nullable(),
+  })
+  .openapi('Refund');
+
+export const RefundPendingResponse = z
+  .object({ refundId: z.string(), status: z.literal('pending'), workflowId: z.string() })
+  .openapi('RefundPending', { description: 'the saga runs: GET the refund for its outcome' });
+
+export const RefundListResponse = z
+  .object({
+    refunds: z.array(RefundResponse),
+    nextCursor: z.string().nullable().openapi({ description: 'pass as ?cursor= for the next page; null at the end' }),
+  })
+  .openapi('RefundList');

@@ -14,6 +14,7 @@ import { meteringRoutes } from './routes/metering';
 import { rateCardRoutes } from './routes/rate-cards';
 import { holdRoutes } from './routes/holds';
 import { apiKeyRoutes } from './routes/api-keys';
+import { auditRoutes } from './routes/audit';
 import { strictQuery } from './validate';
 import type { HoldsClient } from '../client/holds';
 import { RateCardResolver } from '../metering/rate-cards';
@@ -169,6 +170,7 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
   v1.use(apiKeyRoutes({ pool: deps.pool }));
+  v1.use(auditRoutes({ pool: deps.pool }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => {

@@ -336,3 +336,11 @@ export const UsageEventId = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'eventI
 export const CorrectionBody = z
   .strictObject({ eventId: UsageEventId, reason: z.string().min(1).max(500) })
   .openapi('Correction');
+
+// ---- audit trail (admin) ----
+export const AuditAction = z.string().regex(/^[a-z_.]{1,64}$/, 'action: 1–64 characters of a-z_.');
+export const AuditEventQuery = z.strictObject({
+  customerId: CustomerId.optional(),
+  action: AuditAction.optional(),
+  ...pageQuery,
+});

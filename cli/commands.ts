@@ -1,18 +1,34 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { RateCardBody } from '../api/schemas';
-import { toStoredRules } from '../api/routes/rate-cards';
+import { keyEvent } from '../api/routes/api-keys';
+import { publishedEvent, toStoredRules } from '../api/routes/rate-cards';
+import { insertAuditEvent, type NewAuditEvent } from '../db/audit-events';
 import { getRateCard, insertRateCardVersion } from '../db/rate-cards';
 import { withTransaction } from '../db/pool';
 import { parseArgs } from 'node:util';
 import { ROLES, insertApiKey, type Role } from '../db/api-keys';
-import type { Pool } from '../db/pool';
+import type { Pool, Tx } from '../db/pool';
 import { sha256 } from '../lib/hash';
 
 export const USAGE = `usage: npm run cli -- keys create --role admin|service|support|viewer [--customer ID] [--name NAME]
        npm run cli -- keys revoke --id KEY_ID
        npm run cli -- rate-cards load --name NAME --file card.yaml|card.json [--effective-from RFC3339] [--if-missing]`;
+
+/** The OS account that ran the command (none in some containers). */
+function osUser(): string | null {
+  try {
+    return userInfo().username;
+  } catch {
+    return process.env.USER ?? null;
+  }
+}
+
+/** CLI changes bypass the API, so no key asked: `cli`, with the OS user in the detail. */
+const audit = (tx: Tx, e: NewAuditEvent) =>
+  insertAuditEvent(tx, { ...e, requestedBy: 'cli', detail: { ...e.detail, osUser: osUser() } });
 
 export interface Io {
   out: (line: string) => void;
@@ -56,16 +72,28 @@ export async function runCli(argv: string[], pool: Pool, io: Io): Promise<number
     const id = `key_${randomBytes(6).toString('hex')}`;
     const secret = `cf_${role}_${randomBytes(24).toString('base64url')}`;
     const customerId = values.customer ?? null;
-    await insertApiKey(pool, { id, keyHash: sha256(secret), role, customerId, name: values.name ?? null });
+    const row = { id, role, customerId, name: values.name ?? null };
+    await withTransaction(pool, async (tx) => {
+      await insertApiKey(tx, { ...row, keyHash: sha256(secret) });
+      await audit(tx, keyEvent('api_key.created', row));
+    });
     io.out(JSON.stringify({ id, role, customerId, key: secret }));
     return 0;
   }
   if (group === 'keys' && action === 'revoke' && values.id) {
-    const r = await pool.query(`UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, [
-      values.id,
-    ]);
-    io.out(JSON.stringify({ id: values.id, revoked: r.rowCount === 1 }));
-    return r.rowCount === 1 ? 0 : 1;
+    const id = values.id;
+    const revoked = await withTransaction(pool, async (tx) => {
+      const r = await tx.query<{ role: Role; customer_id: string | null; name: string | null }>(
+        `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING role, customer_id, name`,
+        [id],
+      );
+      const k = r.rows[0];
+      if (k)
+        await audit(tx, keyEvent('api_key.revoked', { id, role: k.role, customerId: k.customer_id, name: k.name }));
+      return k !== undefined;
+    });
+    io.out(JSON.stringify({ id, revoked }));
+    return revoked ? 0 : 1;
   }
   if (group === 'rate-cards' && action === 'load' && values.name && values.file) {
     if (values['if-missing'] && (await getRateCard(pool, values.name))) {
@@ -91,13 +119,15 @@ async function loadRateCard(pool: Pool, io: Io, name: string, file: string, effe
   if (!parsed.success) {
     return fail(io, parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n'));
   }
-  const card = await withTransaction(pool, (tx) =>
-    insertRateCardVersion(tx, {
+  const card = await withTransaction(pool, async (tx) => {
+    const c = await insertRateCardVersion(tx, {
       name,
       effectiveFrom: parsed.data.effectiveFrom ?? new Date(),
       rules: toStoredRules(parsed.data.rules),
-    }),
-  );
+    });
+    await audit(tx, publishedEvent(c));
+    return c;
+  });
   io.out(
     JSON.stringify({
       name: card.name,

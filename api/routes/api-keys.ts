@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { Router } from 'express';
 import { customerNotFound } from '../../domain/errors';
-import { getApiKey, insertApiKey, listApiKeys, revokeApiKey, type ApiKeyView } from '../../db/api-keys';
+import { getApiKey, insertApiKey, listApiKeys, revokeApiKey, type ApiKeyRow, type ApiKeyView } from '../../db/api-keys';
+import { insertAuditEvent } from '../../db/audit-events';
 import { customerExists } from '../../db/customers';
-import type { Pool } from '../../db/pool';
+import { withTransaction, type Pool } from '../../db/pool';
 import { sha256 } from '../../lib/hash';
 import { allow } from '../auth';
 import { problem } from '../problem';
@@ -20,6 +21,14 @@ const keyView = (k: ApiKeyView) => ({
   revokedAt: k.revokedAt?.toISOString() ?? null,
 });
 
+/** The audit record of a key change (the API's and the CLI's). */
+export const keyEvent = (action: 'api_key.created' | 'api_key.revoked', k: ApiKeyRow) => ({
+  action,
+  subject: `api_key:${k.id}`,
+  customerId: k.customerId,
+  detail: { role: k.role, name: k.name },
+});
+
 const KEY = 'key';
 const isKeyId = (v: string) => ApiKeyId.safeParse(v).success;
 
@@ -33,14 +42,13 @@ export function apiKeyRoutes(deps: { pool: Pool }): Router {
     if (b.customerId !== undefined && !(await customerExists(pool, b.customerId))) throw customerNotFound(b.customerId);
     const id = `key_${randomBytes(8).toString('hex')}`;
     const secret = `cf_${b.role}_${randomBytes(24).toString('base64url')}`;
-    await insertApiKey(pool, {
-      id,
-      keyHash: sha256(secret),
-      role: b.role,
-      customerId: b.customerId ?? null,
-      name: b.name ?? null,
+    const k = await withTransaction(pool, async (tx) => {
+      const row = { id, role: b.role, customerId: b.customerId ?? null, name: b.name ?? null };
+      await insertApiKey(tx, { ...row, keyHash: sha256(secret) });
+      await insertAuditEvent(tx, keyEvent('api_key.created', row));
+      return (await getApiKey(tx, id))!;
     });
-    res.status(201).json({ ...keyView((await getApiKey(pool, id))!), key: secret });
+    res.status(201).json({ ...keyView(k), key: secret });
   });
 
   r.get('/api-keys', allow([]), async (req, res) => {
@@ -56,7 +64,13 @@ export function apiKeyRoutes(deps: { pool: Pool }): Router {
 
   r.delete('/api-keys/:id', allow([]), async (req, res) => {
     const { id } = params(ApiKeyParams, req);
-    const k = await revokeApiKey(pool, id);
+    const k = await withTransaction(pool, async (tx) => {
+      const before = await getApiKey(tx, id);
+      const after = before && (await revokeApiKey(tx, id));
+      // Only the revoke that changed the key is recorded (a concurrent twin may record it too).
+      if (after && !before.revokedAt) await insertAuditEvent(tx, keyEvent('api_key.revoked', after));
+      return after;
+    });
     if (!k) throw problem(404, `API key ${id} does not exist`);
     res.json(keyView(k));
   });

@@ -1,9 +1,11 @@
 import { Router } from 'express';
 import { customerNotFound } from '../../domain/errors';
 import { formatDecimal, decimal } from '../../domain/decimal';
+import { insertAuditEvent } from '../../db/audit-events';
 import { customerExists } from '../../db/customers';
 import type { Pool } from '../../db/pool';
 import {
+  customerRateCards,
   getRateCard,
   insertRateCardVersion,
   setCustomerRateCard,
@@ -39,6 +41,13 @@ export function toStoredRules(rules: z.output<typeof RateCardBody>['rules']): St
   }));
 }
 
+/** The audit record of a published version (the API's and the CLI's). */
+export const publishedEvent = (c: RateCardRow) => ({
+  action: 'rate_card.published' as const,
+  subject: `rate_card:${c.name}`,
+  detail: { name: c.name, version: c.version, effectiveFrom: c.effectiveFrom.toISOString(), rules: c.rules.length },
+});
+
 const cardView = (c: RateCardRow) => ({
   name: c.name,
   version: c.version,
@@ -53,13 +62,15 @@ export function rateCardRoutes(deps: { pool: Pool; resolver: RateCardResolver; c
   r.put('/rate-cards/:name', allow(['admin']), async (req, res) => {
     const { name } = params(RateCardParams, req);
     const b = body(RateCardBody, req);
-    const card = await withTransaction(deps.pool, (tx) =>
-      insertRateCardVersion(tx, {
+    const card = await withTransaction(deps.pool, async (tx) => {
+      const c = await insertRateCardVersion(tx, {
         name,
         effectiveFrom: b.effectiveFrom ?? deps.clock(),
         rules: toStoredRules(b.rules),
-      }),
-    );
+      });
+      await insertAuditEvent(tx, publishedEvent(c));
+      return c;
+    });
     res.status(201).json(cardView(card));
   });
 
@@ -76,7 +87,16 @@ export function rateCardRoutes(deps: { pool: Pool; resolver: RateCardResolver; c
     const { name } = body(CustomerRateCardBody, req);
     if (!(await customerExists(deps.pool, id))) throw customerNotFound(id);
     if (!(await getRateCard(deps.pool, name))) throw problem(422, `rate card ${name} has no published version`);
-    await setCustomerRateCard(deps.pool, id, name);
+    await withTransaction(deps.pool, async (tx) => {
+      const previous = (await customerRateCards(tx, [id])).get(id) ?? null;
+      await setCustomerRateCard(tx, id, name);
+      await insertAuditEvent(tx, {
+        action: 'customer.rate_card_assigned',
+        subject: `customer:${id}`,
+        customerId: id,
+        detail: { name, previous },
+      });
+    });
     res.json({ customerId: id, name });
   });
 

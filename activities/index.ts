@@ -293,7 +293,10 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async grantPayment(o: { order: PaymentOrder; charge: ChargeDone; asOf: string }) {
-      const r = await step('grantPayment', () => payments.grant(o.order, o.charge, new Date(o.asOf)));
+      const audit = { requestedBy: o.order.requestedBy, reason: o.order.reason };
+      const r = await step('grantPayment', () =>
+        withAudit(audit, () => payments.grant(o.order, o.charge, new Date(o.asOf))),
+      );
       return r.result;
     },
 

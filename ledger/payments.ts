@@ -40,6 +40,8 @@ export interface PaymentOrder {
   reason?: string;
   /** Charge attempts on retryable gateway errors, with backoff, before the payment fails. */
   maxAttempts: number;
+  /** The API key that asked for a purchase (recorded on its grant's ledger transaction). */
+  requestedBy?: string;
 }
 
 export interface ChargeDone {

@@ -13,9 +13,10 @@ export interface Audit {
 
 const store = new AsyncLocalStorage<Audit>();
 
-/** Runs fn with `a` merged over the audit context it is called in. */
+/** Runs fn with `a` merged over the audit context it is called in (an undefined field keeps the outer one). */
 export function withAudit<T>(a: Audit, fn: () => T): T {
-  return store.run({ ...store.getStore(), ...a }, fn);
+  const defined = Object.fromEntries(Object.entries(a).filter(([, v]) => v !== undefined));
+  return store.run({ ...store.getStore(), ...defined }, fn);
 }
 
 export const currentAudit = (): Audit | undefined => store.getStore();

@@ -139,6 +139,7 @@ export function paymentRoutes(deps: PaymentDeps): Router {
           ...(b.expiresAt ? { expiresAt: b.expiresAt.toISOString() } : {}),
           ...(b.reason ? { reason: b.reason } : {}),
           maxAttempts: PURCHASE_ATTEMPTS,
+          requestedBy: req.principal!.id,
         };
         const answer = await (
           await deps.payments()

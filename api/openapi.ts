@@ -183,6 +183,9 @@ const query = {
   hold: s.HoldQuery,
   rateCard: s.RateCardQuery,
   purchase: s.PurchaseQuery,
+  audit: over(s.AuditEventQuery, {
+    cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
+  }),
   refunds: over(s.RefundListQuery, {
     cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
   }),
@@ -661,6 +664,18 @@ export function buildOpenApi(): object {
     query: query.refunds,
     ok: { 200: json(r.RefundListResponse, 'A page of refunds') },
     errors: [404],
+  });
+
+  // Audit trail (admin)
+  v1({
+    method: 'get',
+    path: '/v1/audit-events',
+    summary: 'Actions that move no credits (rate-card versions and assignments, API keys), newest first (admin)',
+    description: 'Credit movements carry who and why on their ledger transactions (GET …/ledger).',
+    tags: ['audit'],
+    query: query.audit,
+    ok: { 200: json(r.AuditEventListResponse, 'A page of audit events') },
+    errors: [],
   });
 
   // API keys (admin)

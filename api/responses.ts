@@ -396,3 +396,20 @@ export const RefundListResponse = z
     nextCursor: z.string().nullable().openapi({ description: 'pass as ?cursor= for the next page; null at the end' }),
   })
   .openapi('RefundList');
+
+export const AuditEventListResponse = z
+  .object({
+    events: z.array(
+      z.object({
+        id: z.string().openapi({ description: 'int8 as a decimal string' }),
+        action: z.string().openapi({ example: 'api_key.created' }),
+        subject: z.string(),
+        customerId: z.string().nullable(),
+        requestedBy: z.object({ keyId: z.string(), name: z.string().nullable() }).nullable(),
+        detail: z.record(z.string(), z.unknown()),
+        createdAt: dateTime(),
+      }),
+    ),
+    nextCursor: z.string().nullable().openapi({ description: 'pass as ?cursor= for the next page; null at the end' }),
+  })
+  .openapi('AuditEvents');

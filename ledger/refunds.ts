@@ -1,11 +1,13 @@
 import { formatCredits } from '../domain/amount';
 import { DomainError } from '../domain/errors';
-import { lockLot, type LotRow } from '../db/lots';
+import { customerExists } from '../db/customers';
+import { lockLot, lotsByIds, type LotRow } from '../db/lots';
 import { enqueue } from '../db/outbox';
 import type { Pool, Tx } from '../db/pool';
 import { withTransaction } from '../db/pool';
 import {
   getRefund,
+  insertRefund,
   lotRefundTotals,
   markClawedBack,
   markRefundFailed,
@@ -13,7 +15,7 @@ import {
   paymentOfLot,
   type RefundRow,
 } from '../db/refunds';
-import { requestHash } from '../lib/hash';
+import { requestHash, sha256 } from '../lib/hash';
 import { composeKey } from '../lib/ids';
 import type { Ledger } from './ledger';
 import { Movement } from './movement';
@@ -56,6 +58,52 @@ export function refundableOf(lot: LotRow, now: Date): { refundable: bigint; why?
 
 const notRefundable = (message: string, refundable: bigint) =>
   new DomainError('NotRefundable', message, { refundable: formatCredits(refundable) });
+
+export interface RefundRequest {
+  customerId: string;
+  lotId: string;
+  credits?: bigint;
+  reason: string;
+  /** The API key id (or `cli`) that asks. */
+  requestedBy: string;
+  /** Names the refund: the same key finds the same refund. */
+  idempotencyKey: string;
+  requestHash: string;
+}
+
+/**
+ * Asks for a refund (the API and the CLI): refuses what cannot be refunded before anything is
+ * written, records the refund, starts its saga. The saga's claw-back checks again under the lock.
+ */
+export async function requestRefund(
+  pool: Pool,
+  start: (input: { refundId: string; customerId: string }) => Promise<string>,
+  r: RefundRequest,
+  now: Date,
+): Promise<RefundRow> {
+  if (!(await customerExists(pool, r.customerId)))
+    throw new DomainError('CustomerNotFound', `customer ${r.customerId} does not exist`);
+  const lot = (await lotsByIds(pool, r.customerId, [r.lotId]))[0];
+  if (!lot) throw new DomainError('LotNotFound', `lot ${r.lotId} does not exist for ${r.customerId}`);
+  const { refundable, why } = refundableOf(lot, now);
+  if (why || refundable === 0n || (r.credits !== undefined && r.credits > refundable))
+    throw notRefundable(why ?? `only ${formatCredits(refundable)} credits of lot ${lot.id} are refundable`, refundable);
+  const refundId = `ref_${sha256(`${r.customerId}\u0000${r.idempotencyKey}`).slice(0, 32)}`;
+  const row = await insertRefund(pool, {
+    id: refundId,
+    customerId: r.customerId,
+    lotId: r.lotId,
+    creditsRequested: r.credits ?? null,
+    requestedBy: r.requestedBy,
+    reason: r.reason,
+    requestHash: r.requestHash,
+    workflowId: refundWorkflowId(refundId),
+  });
+  if (row.requestHash !== r.requestHash)
+    throw new DomainError('IdempotencyConflict', 'this idempotency key was already used with a different refund');
+  await start({ refundId, customerId: r.customerId });
+  return row;
+}
 
 /**
  * The refund saga's ledger steps, each one transaction keyed by the refund

@@ -3,11 +3,10 @@ import type { PaymentsClient } from '../../client/payments';
 import { formatCredits } from '../../domain/amount';
 import { customerNotFound, DomainError } from '../../domain/errors';
 import { customerExists } from '../../db/customers';
-import { lotsByIds } from '../../db/lots';
 import type { Pool } from '../../db/pool';
-import { getRefund, insertRefund, listRefunds, type RefundRow } from '../../db/refunds';
-import { refundableOf, refundWorkflowId } from '../../ledger/refunds';
-import { requestHash, sha256 } from '../../lib/hash';
+import { getRefund, listRefunds, type RefundRow } from '../../db/refunds';
+import { requestRefund } from '../../ledger/refunds';
+import { requestHash } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
 import { allow, GRANT_ROLES, READ_ROLES } from '../auth';
 import { finalOutcome, idempotent } from '../idempotent';
@@ -59,31 +58,22 @@ export function refundRoutes(deps: { pool: Pool; payments: () => Promise<Payment
     const hash = requestHash(req.body);
     await idempotent(deps.pool, res, composeKey('api', 'refund', b.customerId, idem), hash, () =>
       finalOutcome(async () => {
-        if (!(await customerExists(deps.pool, b.customerId))) throw customerNotFound(b.customerId);
-        const lot = (await lotsByIds(deps.pool, b.customerId, [b.lotId]))[0];
-        if (!lot) throw new DomainError('LotNotFound', `lot ${b.lotId} does not exist for ${b.customerId}`);
-        const { refundable, why } = refundableOf(lot, deps.clock());
-        if (why || refundable === 0n || (b.credits !== undefined && b.credits > refundable))
-          throw new DomainError(
-            'NotRefundable',
-            why ?? `only ${formatCredits(refundable)} credits of lot ${lot.id} are refundable`,
-            { refundable: formatCredits(refundable) },
-          );
-        // The Idempotency-Key names the refund: a retried request finds the same saga.
-        const refundId = `ref_${sha256(`${b.customerId}\u0000${idem}`).slice(0, 32)}`;
-        const row = await insertRefund(deps.pool, {
-          id: refundId,
-          customerId: b.customerId,
-          lotId: b.lotId,
-          creditsRequested: b.credits ?? null,
-          requestedBy: req.principal!.id,
-          reason: b.reason,
-          requestHash: hash,
-          workflowId: refundWorkflowId(refundId),
-        });
-        if (row.requestHash !== hash)
-          throw problem(409, 'this Idempotency-Key was already used with a different request');
-        await (await deps.payments()).refund({ refundId, customerId: b.customerId });
+        const payments = await deps.payments();
+        const row = await requestRefund(
+          deps.pool,
+          (input) => payments.refund(input),
+          {
+            customerId: b.customerId,
+            lotId: b.lotId,
+            ...(b.credits !== undefined ? { credits: b.credits } : {}),
+            reason: b.reason,
+            requestedBy: req.principal!.id,
+            idempotencyKey: idem,
+            requestHash: hash,
+          },
+          deps.clock(),
+        );
+        const refundId = row.id;
         return { status: 202, body: { refundId, status: 'pending', workflowId: row.workflowId } };
       }),
     );

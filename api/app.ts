@@ -23,6 +23,7 @@ import type { PaymentGateway } from '../payments/gateway';
 import { SandboxGateway } from '../payments/sandbox';
 import { paymentRoutes } from './routes/payments';
 import { topUpRoutes } from './routes/topups';
+import { correctionRoutes } from './routes/corrections';
 
 export interface AppDeps {
   pool: Pool;
@@ -158,6 +159,7 @@ export function createApp(deps: AppDeps): express.Express {
     paymentRoutes({ pool: deps.pool, gateway, payments: deps.payments ?? noTemporal, topUps: deps.topUps, clock }),
   );
   v1.use(topUpRoutes({ pool: deps.pool, gateway, topUps: deps.topUps, clock }));
+  v1.use(correctionRoutes({ ledger: deps.ledger, pool: deps.pool }));
   v1.use(rateCardRoutes({ pool: deps.pool, resolver, clock }));
   v1.use(
     holdRoutes({

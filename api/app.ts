@@ -25,6 +25,7 @@ import { SandboxGateway } from '../payments/sandbox';
 import { paymentRoutes } from './routes/payments';
 import { topUpRoutes } from './routes/topups';
 import { refundRoutes } from './routes/refunds';
+import { correctionRoutes } from './routes/corrections';
 
 export interface AppDeps {
   pool: Pool;
@@ -161,6 +162,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
   v1.use(topUpRoutes({ pool: deps.pool, gateway, topUps: deps.topUps, clock }));
   v1.use(refundRoutes({ pool: deps.pool, payments: deps.payments ?? noTemporal, clock }));
+  v1.use(correctionRoutes({ ledger: deps.ledger, pool: deps.pool }));
   v1.use(rateCardRoutes({ pool: deps.pool, resolver, clock }));
   v1.use(
     holdRoutes({

@@ -7,7 +7,10 @@ export interface UsageRow {
   day?: string;
   dimensions: Record<string, string | null>;
   quantity: string;
+  /** Billed credits: every event, corrected or not. */
   credits: bigint;
+  /** Of those, the credits of corrected events (their corrections gave them back). */
+  corrected: bigint;
   events: number;
 }
 
@@ -19,16 +22,18 @@ export async function usageReport(
   const dims = o.groupBy.filter((g) => g !== 'meter' && g !== 'day');
   const select: string[] = [];
   const params: unknown[] = [customerId, o.from, o.to];
-  if (o.groupBy.includes('meter')) select.push('meter');
-  if (o.groupBy.includes('day')) select.push(`to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day`);
+  if (o.groupBy.includes('meter')) select.push('e.meter');
+  if (o.groupBy.includes('day')) select.push(`to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day`);
   dims.forEach((d, i) => {
     params.push(d);
-    select.push(`dimensions ->> $${params.length} AS d${i}`);
+    select.push(`e.dimensions ->> $${params.length} AS d${i}`);
   });
   const groups = select.map((_s, i) => String(i + 1));
   const res = await q.query<Record<string, string | null>>(
-    `SELECT ${[...select, 'sum(quantity)::text AS quantity', 'sum(credits)::text AS credits', 'count(*)::int AS events'].join(', ')}
-       FROM usage_events WHERE customer_id = $1 AND occurred_at >= $2 AND occurred_at < $3
+    `SELECT ${[...select, 'sum(e.quantity)::text AS quantity', 'sum(e.credits)::text AS credits', 'count(*)::int AS events', 'COALESCE(sum(c.credits), 0)::text AS corrected'].join(', ')}
+       FROM usage_events e
+       LEFT JOIN usage_corrections c ON c.customer_id = e.customer_id AND c.event_id = e.id
+      WHERE e.customer_id = $1 AND e.occurred_at >= $2 AND e.occurred_at < $3
       ${groups.length ? `GROUP BY ${groups.join(', ')} ORDER BY ${groups.join(', ')}` : ''}`,
     params,
   );
@@ -38,6 +43,7 @@ export async function usageReport(
     dimensions: Object.fromEntries(dims.map((d, i) => [d, r[`d${i}`] ?? null])),
     quantity: normalizeNumeric(r.quantity ?? '0'),
     credits: int8(r.credits),
+    corrected: int8(r.corrected),
     events: Number(r.events),
   }));
 }

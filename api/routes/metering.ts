@@ -62,6 +62,7 @@ export function meteringRoutes(deps: {
     if (!(await customerExists(deps.pool, id))) throw customerNotFound(id);
     const rows = await usageReport(deps.pool, id, { from, to, groupBy });
     const total = rows.reduce((s, row) => s + row.credits, 0n);
+    const corrected = rows.reduce((s, row) => s + row.corrected, 0n);
     res.json({
       customerId: id,
       from: from.toISOString(),
@@ -73,9 +74,11 @@ export function meteringRoutes(deps: {
         ...row.dimensions,
         quantity: row.quantity,
         credits: formatCredits(row.credits),
+        correctedCredits: formatCredits(row.corrected),
         events: row.events,
       })),
       total: formatCredits(total),
+      correctedTotal: formatCredits(corrected),
     });
   });
 

@@ -666,6 +666,29 @@ export function buildOpenApi(): object {
     errors: [404],
   });
 
+  // Usage corrections (support)
+  v1({
+    method: 'post',
+    path: '/v1/customers/{id}/corrections',
+    summary: "Reverse one usage event's debit (admin, support): a `correction` transaction",
+    description:
+      'The credits go back to the lots the event’s transaction drew last (while drawable), then to ' +
+      'arrears, then into a new adjustment lot. The event stays recorded and is marked corrected.',
+    tags: ['corrections'],
+    params: params.customer,
+    idempotent: true,
+    body: s.CorrectionBody,
+    examples: {
+      wrong: { summary: 'Billed twice by the app', value: { eventId: 'evt_1', reason: 'duplicate submission' } },
+    },
+    ok: { 201: json(r.CorrectionResponse, 'Corrected', replayed) },
+    errors: [404, 409],
+    problems: {
+      404: problem('No such customer or usage event'),
+      409: problem('The event was corrected already (`correctionId`), or the Idempotency-Key clashes'),
+    },
+  });
+
   // Audit trail (admin)
   v1({
     method: 'get',

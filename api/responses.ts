@@ -178,13 +178,15 @@ export const UsageResponse = z
           meter: z.string().nullable().optional(),
           day: z.iso.date().nullable().optional(),
           quantity: decimal('total quantity'),
-          credits: credits('total credits charged'),
+          credits: credits('total credits charged (as billed, corrected events included)'),
+          correctedCredits: credits('credits of corrected events in this group (given back by corrections)'),
           events: z.number().int().min(0),
         })
         .catchall(z.string().nullable())
         .openapi({ description: 'one row per group; each grouped dimension is a field (null when absent)' }),
     ),
     total: credits('credits over all rows'),
+    correctedTotal: credits('corrected credits over all rows'),
   })
   .openapi('Usage');
 
@@ -413,3 +415,16 @@ export const AuditEventListResponse = z
     nextCursor: z.string().nullable().openapi({ description: 'pass as ?cursor= for the next page; null at the end' }),
   })
   .openapi('AuditEvents');
+
+export const CorrectionResponse = z
+  .object({
+    correctionId: z.uuid(),
+    eventId: z.string(),
+    customerId: z.string(),
+    credits: credits('the event’s credits, given back'),
+    transactionId: z.uuid(),
+    restored: z.array(z.object({ lotId: z.uuid(), amount: credits('back to this lot') })),
+    arrearsReduced: credits('taken off the wallet’s arrears'),
+    adjustmentLotId: z.uuid().optional().openapi({ description: 'a new adjustment lot for what no lot could take' }),
+  })
+  .openapi('Correction');

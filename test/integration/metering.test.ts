@@ -446,11 +446,11 @@ describe('prices finer than a micro-credit, seen through the API', () => {
     );
     expect(r.status).toBe(200);
     expect(r.body.rows).toEqual([
-      { meter: 'gpu', day: '2026-07-01', quantity: '1', credits: '2.333334', events: 1 },
-      { meter: 'thirds', day: '2026-07-01', quantity: '2', credits: '0.666668', events: 2 },
-      { meter: 'thirds', day: '2026-07-02', quantity: '3', credits: '1.000001', events: 2 },
-      { meter: 'tiny', day: '2026-07-01', quantity: '4.000001', credits: '0.000008', events: 3 },
-      { meter: 'tokens', day: '2026-07-01', quantity: '1', credits: '0.002', events: 1 },
+      { meter: 'gpu', day: '2026-07-01', quantity: '1', credits: '2.333334', correctedCredits: '0', events: 1 },
+      { meter: 'thirds', day: '2026-07-01', quantity: '2', credits: '0.666668', correctedCredits: '0', events: 2 },
+      { meter: 'thirds', day: '2026-07-02', quantity: '3', credits: '1.000001', correctedCredits: '0', events: 2 },
+      { meter: 'tiny', day: '2026-07-01', quantity: '4.000001', credits: '0.000008', correctedCredits: '0', events: 3 },
+      { meter: 'tokens', day: '2026-07-01', quantity: '1', credits: '0.002', correctedCredits: '0', events: 1 },
     ]);
     expect(r.body.total).toBe('4.002011');
   });
@@ -566,8 +566,8 @@ describe('usage report and preview', () => {
       });
     const byMeter = (await q('groupBy=meter')).body;
     expect(byMeter.rows).toEqual([
-      { meter: 'images', quantity: '2', credits: '20', events: 1 },
-      { meter: 'llm.output_tokens', quantity: '667', credits: '4.006', events: 3 }, // 3.33 + 0.666 + 0.01
+      { meter: 'images', quantity: '2', credits: '20', correctedCredits: '0', events: 1 },
+      { meter: 'llm.output_tokens', quantity: '667', credits: '4.006', correctedCredits: '0', events: 3 }, // 3.33 + 0.666 + 0.01
     ]);
     const byDayModel = (await q('groupBy=day,model')).body;
     expect(byDayModel.rows).toContainEqual({
@@ -575,6 +575,7 @@ describe('usage report and preview', () => {
       model: 'big',
       quantity: '333',
       credits: '3.33',
+      correctedCredits: '0',
       events: 1,
     });
     const ledger = await pool.query(

@@ -2,7 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parse as parseYaml } from 'yaml';
-import { RateCardBody } from '../api/schemas';
+import { CreateRefundBody, RateCardBody } from '../api/schemas';
+import { refundView } from '../api/routes/refunds';
+import { getRefund } from '../db/refunds';
+import { requestRefund } from '../ledger/refunds';
+import { DomainError } from '../domain/errors';
 import { keyEvent } from '../api/routes/api-keys';
 import { publishedEvent, toStoredRules } from '../api/routes/rate-cards';
 import { insertAuditEvent, type NewAuditEvent } from '../db/audit-events';
@@ -11,11 +15,13 @@ import { withTransaction } from '../db/pool';
 import { parseArgs } from 'node:util';
 import { ROLES, insertApiKey, type Role } from '../db/api-keys';
 import type { Pool, Tx } from '../db/pool';
-import { sha256 } from '../lib/hash';
+import { requestHash, sha256 } from '../lib/hash';
 
 export const USAGE = `usage: npm run cli -- keys create --role admin|service|support|viewer [--customer ID] [--name NAME]
        npm run cli -- keys revoke --id KEY_ID
-       npm run cli -- rate-cards load --name NAME --file card.yaml|card.json [--effective-from RFC3339] [--if-missing]`;
+       npm run cli -- rate-cards load --name NAME --file card.yaml|card.json [--effective-from RFC3339] [--if-missing]
+       npm run cli -- refunds create --customer ID --lot LOT_ID [--credits N] --reason TEXT [--key IDEMPOTENCY_KEY]
+       npm run cli -- refunds show --id REFUND_ID`;
 
 /** The OS account that ran the command (none in some containers). */
 function osUser(): string | null {
@@ -33,6 +39,8 @@ const audit = (tx: Tx, e: NewAuditEvent) =>
 export interface Io {
   out: (line: string) => void;
   err: (line: string) => void;
+  /** Starts a refund's saga (Temporal); only `refunds create` needs it. */
+  startRefund?: (input: { refundId: string; customerId: string }) => Promise<string>;
 }
 
 /** Operator commands. A new key is printed once; only its hash is stored. Returns the exit code. */
@@ -46,6 +54,10 @@ export async function runCli(argv: string[], pool: Pool, io: Io): Promise<number
     file?: string;
     'effective-from'?: string;
     'if-missing'?: boolean;
+    lot?: string;
+    credits?: string;
+    reason?: string;
+    key?: string;
   };
   try {
     values = parseArgs({
@@ -58,6 +70,10 @@ export async function runCli(argv: string[], pool: Pool, io: Io): Promise<number
         file: { type: 'string' },
         'effective-from': { type: 'string' },
         'if-missing': { type: 'boolean' },
+        lot: { type: 'string' },
+        credits: { type: 'string' },
+        reason: { type: 'string' },
+        key: { type: 'string' },
       },
     }).values;
   } catch (e) {
@@ -102,7 +118,54 @@ export async function runCli(argv: string[], pool: Pool, io: Io): Promise<number
     }
     return loadRateCard(pool, io, values.name, values.file, values['effective-from']);
   }
+  if (group === 'refunds' && action === 'create') return createRefund(pool, io, values);
+  if (group === 'refunds' && action === 'show' && values.id) {
+    const row = await getRefund(pool, values.id);
+    if (!row) return fail(io, `no refund ${values.id}`);
+    io.out(JSON.stringify(refundView(row)));
+    return 0;
+  }
   return fail(io, USAGE);
+}
+
+/** The same request path as POST /v1/refunds (validated by its schema), requested by `cli`. */
+async function createRefund(
+  pool: Pool,
+  io: Io,
+  v: { customer?: string; lot?: string; credits?: string; reason?: string; key?: string },
+): Promise<number> {
+  const parsed = CreateRefundBody.safeParse({
+    customerId: v.customer,
+    lotId: v.lot,
+    credits: v.credits,
+    reason: v.reason,
+  });
+  if (!parsed.success) return fail(io, parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n'));
+  if (!io.startRefund) return fail(io, 'refunds need Temporal (TEMPORAL_ADDRESS)');
+  const b = parsed.data;
+  const key = v.key ?? `cli_${randomBytes(12).toString('hex')}`;
+  try {
+    const row = await requestRefund(
+      pool,
+      io.startRefund,
+      {
+        customerId: b.customerId,
+        lotId: b.lotId,
+        ...(b.credits !== undefined ? { credits: b.credits } : {}),
+        reason: b.reason,
+        requestedBy: 'cli',
+        idempotencyKey: key,
+        requestHash: requestHash({ ...b, credits: b.credits?.toString() ?? null }),
+      },
+      new Date(),
+    );
+    io.out(JSON.stringify({ refundId: row.id, status: row.status, workflowId: row.workflowId, key }));
+    return 0;
+  } catch (e) {
+    if (!(e instanceof DomainError)) throw e;
+    io.err(`${e.code}: ${e.message}`); // refused: exit 1, like an unknown key to revoke
+    return 1;
+  }
 }
 
 /** Publishes a card version from a JSON or YAML file, validated by the same schema as the API. */

@@ -3,6 +3,7 @@ import type { Worker } from '@temporalio/worker';
 import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
 import { refundWorkflowId } from '../../ledger/refunds';
+import { runCli } from '../../cli/commands';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
 import { temporalHarness } from '../support/temporal';
@@ -157,5 +158,37 @@ describe('refund saga (real Temporal, Postgres, sandbox)', () => {
     const viewer = await makeKey(pool, 'viewer', c.id);
     expect((await refund({ customerId: c.id, lotId: c.lotId }, randomUUID(), viewer)).status).toBe(403);
     await settled(a.body.refundId);
+  });
+
+  it('the CLI: refunds create (requested by cli) and refunds show, through the same path', async () => {
+    const c = await bought('40', 400);
+    const out: string[] = [];
+    const io = {
+      out: (l: string) => out.push(l),
+      err: (l: string) => out.push(`ERR ${l}`),
+      startRefund: (input: { refundId: string; customerId: string }) => t.payments.refund(input),
+    };
+    const args = ['refunds', 'create', '--customer', c.id, '--lot', c.lotId, '--credits', '10', '--reason', 'goodwill'];
+    expect(await runCli(args, pool, io)).toBe(0);
+    const created = JSON.parse(out.pop()!) as { refundId: string; key: string };
+    await settled(created.refundId);
+    expect(await runCli(['refunds', 'show', '--id', created.refundId], pool, io)).toBe(0);
+    expect(JSON.parse(out.pop()!)).toMatchObject({
+      status: 'succeeded',
+      requestedBy: 'cli',
+      reason: 'goodwill',
+      moneyRefunded: { amountMinor: 100 },
+    });
+    // The same --key is the same refund; too many credits is refused before anything is written.
+    expect(await runCli([...args, '--key', created.key], pool, io)).toBe(0);
+    expect(JSON.parse(out.pop()!)).toMatchObject({ refundId: created.refundId });
+    expect(
+      await runCli(
+        ['refunds', 'create', '--customer', c.id, '--lot', c.lotId, '--credits', '31', '--reason', 'x'],
+        pool,
+        io,
+      ),
+    ).toBe(1);
+    expect(out.pop()).toMatch(/NotRefundable/);
   });
 });

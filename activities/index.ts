@@ -338,6 +338,15 @@ export function createActivities(deps: ActivityDeps) {
       return { reference: r.reference };
     },
 
+    /** The refund the gateway made under the refund id, if any (a reply lost, a call cut off). */
+    async findRefundPayment(c: ClawedBack): Promise<{ reference: string } | null> {
+      if (c.gateway === 'manual') return null;
+      const r = await gatewayCall(() =>
+        gateway().findRefund({ idempotencyKey: c.refundId, chargeReference: c.chargeReference ?? '' }),
+      );
+      return r ? { reference: r.reference } : null;
+    },
+
     async recordRefund(o: { refundId: string; reference: string | null; at: string }) {
       await step('recordRefund', () => refunds.succeed(o.refundId, o.reference, new Date(o.at)));
     },

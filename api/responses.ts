@@ -380,7 +380,9 @@ export const RefundResponse = z
     refundReference: z.string().nullable(),
     failureCode: z.string().nullable().optional(),
     failureReason: z.string().nullable().optional(),
-    requestedBy: z.string().openapi({ description: 'the API key id that asked' }),
+    requestedBy: z
+      .object({ keyId: z.string(), name: z.string().nullable() })
+      .openapi({ description: 'the API key that asked (`cli` for the command line)' }),
     reason: z.string(),
     workflowId: z.string(),
     createdAt: dateTime(),

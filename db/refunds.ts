@@ -17,6 +17,8 @@ export interface RefundRow {
   failureCode: string | null;
   failureReason: string | null;
   requestedBy: string;
+  /** The asking key's name, when it has one (read at query time). */
+  requestedByName?: string | null;
   reason: string;
   requestHash: string;
   workflowId: string;
@@ -41,12 +43,16 @@ interface Raw {
   failure_code: string | null;
   failure_reason: string | null;
   requested_by: string;
+  requested_by_name?: string | null;
   reason: string;
   request_hash: string;
   workflow_id: string;
   created_at: Date;
   completed_at: Date | null;
 }
+
+/** Every refund column, and the asking key's name. */
+const SELECT = `SELECT r.*, (SELECT k.name FROM api_keys k WHERE k.id = r.requested_by) AS requested_by_name FROM refunds r`;
 
 const fromRaw = (r: Raw): RefundRow => ({
   id: r.id,
@@ -65,6 +71,7 @@ const fromRaw = (r: Raw): RefundRow => ({
   failureCode: r.failure_code,
   failureReason: r.failure_reason,
   requestedBy: r.requested_by,
+  requestedByName: r.requested_by_name ?? null,
   reason: r.reason,
   requestHash: r.request_hash,
   workflowId: r.workflow_id,
@@ -97,7 +104,7 @@ export async function insertRefund(
 }
 
 export async function getRefund(q: Queryable, id: string, lock = false): Promise<RefundRow | null> {
-  const r = await q.query<Raw>(`SELECT * FROM refunds WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
+  const r = await q.query<Raw>(`${SELECT} WHERE r.id = $1${lock ? ' FOR UPDATE OF r' : ''}`, [id]);
   return r.rows[0] ? fromRaw(r.rows[0]) : null;
 }
 
@@ -108,9 +115,9 @@ export async function listRefunds(
   o: { limit: number; after?: { createdAt: Date; id: string } },
 ): Promise<RefundRow[]> {
   const r = await q.query<Raw>(
-    `SELECT * FROM refunds WHERE customer_id = $1
-       AND ($2::timestamptz IS NULL OR (created_at, id) < ($2::timestamptz, $3::text))
-     ORDER BY created_at DESC, id DESC LIMIT $4`,
+    `${SELECT} WHERE r.customer_id = $1
+       AND ($2::timestamptz IS NULL OR (r.created_at, r.id) < ($2::timestamptz, $3::text))
+     ORDER BY r.created_at DESC, r.id DESC LIMIT $4`,
     [customerId, o.after?.createdAt ?? null, o.after?.id ?? null, o.limit],
   );
   return r.rows.map(fromRaw);

@@ -73,6 +73,8 @@ export interface PaymentGateway {
   charge(req: ChargeRequest): Promise<Charge>;
   /** Refunds once per idempotency key. */
   refund(req: RefundRequest): Promise<Refund>;
+  /** The refund made under this key (succeeded or still pending), or null if the gateway has none. */
+  findRefund(q: { idempotencyKey: string; chargeReference: string }): Promise<Refund | null>;
   /** The succeeded charge made under this key, or null if there is none (yet). */
   findCharge(q: { idempotencyKey: string; customerId: string; gatewayCustomerId?: string }): Promise<Charge | null>;
 }

@@ -41,6 +41,10 @@ export class ManualGateway implements PaymentGateway {
     });
   }
 
+  findRefund(): Promise<Refund | null> {
+    return Promise.resolve(null); // a manual refund is recorded by its one call; nothing to look up
+  }
+
   findCharge(): Promise<Charge | null> {
     return Promise.resolve(null); // nothing is ever charged behind our back
   }

@@ -147,6 +147,17 @@ export class SandboxGateway implements PaymentGateway {
     });
   }
 
+  async findRefund(q: { idempotencyKey: string }): Promise<Refund | null> {
+    const r = await this.pool.query<{ id: string; charge_id: string; amount_minor: string }>(
+      'SELECT id, charge_id, amount_minor FROM sandbox_refunds WHERE idempotency_key = $1',
+      [q.idempotencyKey],
+    );
+    const row = r.rows[0];
+    return row
+      ? { reference: row.id, chargeReference: row.charge_id, amountMinor: BigInt(row.amount_minor), status: 'succeeded' }
+      : null;
+  }
+
   async findCharge(q: { idempotencyKey: string }): Promise<Charge | null> {
     const r = await this.pool.query<ChargeRow>('SELECT * FROM sandbox_charges WHERE idempotency_key = $1', [
       q.idempotencyKey,

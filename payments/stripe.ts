@@ -114,6 +114,13 @@ export class StripeGateway implements PaymentGateway {
     throw new GatewayError(kind, `refund_${refund.status ?? 'unknown'}`, `Refund ${refund.id} is ${refund.status}`);
   }
 
+  async findRefund(q: { idempotencyKey: string; chargeReference: string }): Promise<Refund | null> {
+    const refunds = this.stripe.refunds.list({ payment_intent: q.chargeReference, limit: 100 });
+    const r = await this.scan(refunds, q.idempotencyKey);
+    if (!r || r.status === 'failed' || r.status === 'canceled') return null;
+    return { reference: r.id, chargeReference: q.chargeReference, amountMinor: BigInt(r.amount), status: 'succeeded' };
+  }
+
   private async scan<T extends { metadata: Stripe.Metadata | null; status: string | null }>(
     list: AsyncIterable<T>,
     key: string,

@@ -1,4 +1,5 @@
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
@@ -30,8 +31,13 @@ const ledger = proxyLocalActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 
-/** The gateway refund: one key (the refund id) for every attempt; a permanent failure is final. */
+/**
+ * The gateway refund: one key (the refund id) for every attempt; a permanent failure is final.
+ * A cancelled workflow waits for a call in flight to end (an HTTP request cannot be taken back),
+ * so the lookup before any compensation sees what that call did.
+ */
 const gateway = proxyLocalActivities<Activities>({
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   startToCloseTimeout: '20 seconds',
   retry: {
     initialInterval: '1 second',
@@ -42,11 +48,14 @@ const gateway = proxyLocalActivities<Activities>({
   },
 });
 
+/** `NotRefundable` → `not_refundable`: failure codes are snake_case like the gateways'. */
+const snake = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
+
 function failureOf(err: unknown): { code: string; reason: string } {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   if (cause instanceof ApplicationFailure) {
     const d = (cause.details?.[0] ?? {}) as { code?: string };
-    return { code: d.code ?? cause.type ?? 'refund_failed', reason: cause.message };
+    return { code: d.code ?? snake(cause.type ?? 'refund_failed'), reason: cause.message };
   }
   return { code: 'refund_failed', reason: String((cause as Error)?.message ?? cause) };
 }
@@ -78,13 +87,26 @@ export async function refund(input: RefundInput): Promise<RefundOutcome> {
   try {
     paid = clawedBack.moneyMinor === '0' ? { reference: null } : await gateway.refundPayment(clawedBack);
   } catch (err) {
-    // A permanent gateway failure, retries exhausted, or the workflow cancelled before the money
-    // went back: the credits return to the lot, in a scope cancellation cannot interrupt.
+    // A permanent gateway failure, retries exhausted, or the workflow cancelled. First ask the
+    // gateway whether the money went back anyway (a lost reply, a call that finished after the
+    // cancellation): then the refund completes. Only if it did not are the credits returned — in
+    // a scope cancellation cannot interrupt. Never both the money and the credits.
+    const c = clawedBack;
+    const made = await CancellationScope.nonCancellable(() => ledger.findRefundPayment(c));
+    if (made) {
+      step = 'record';
+      const at = new Date(Date.now()).toISOString();
+      await CancellationScope.nonCancellable(() =>
+        ledger.recordRefund({ refundId: input.refundId, reference: made.reference, at }),
+      );
+      if (isCancellation(err)) throw err;
+      return { status: 'succeeded', credits: c.credits, moneyMinor: c.moneyMinor, reference: made.reference };
+    }
     step = 'compensation';
     const f = isCancellation(err) ? { code: 'cancelled', reason: 'the refund was cancelled' } : failureOf(err);
     await CancellationScope.nonCancellable(() => ledger.compensateRefund({ refundId: input.refundId, ...f }));
     if (isCancellation(err)) throw err;
-    return { status: 'failed', ...f, creditsRestored: clawedBack.credits };
+    return { status: 'failed', ...f, creditsRestored: c.credits };
   }
   // The money went back: from here the refund only completes (never compensated, even if cancelled).
   step = 'record';

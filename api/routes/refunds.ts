@@ -26,7 +26,7 @@ export function refundView(r: RefundRow) {
     gateway: r.gateway,
     refundReference: r.refundReference,
     ...(r.failureCode ? { failureCode: r.failureCode, failureReason: r.failureReason } : {}),
-    requestedBy: r.requestedBy,
+    requestedBy: { keyId: r.requestedBy, name: r.requestedByName ?? null },
     reason: r.reason,
     workflowId: r.workflowId,
     createdAt: r.createdAt.toISOString(),
@@ -91,7 +91,8 @@ export function refundRoutes(deps: { pool: Pool; payments: () => Promise<Payment
     const { id } = params(CustomerParams, req);
     const q = query(RefundListQuery, req);
     if (!(await customerExists(deps.pool, id))) throw customerNotFound(id);
-    const at = q.cursor ? decodeCursor(CURSOR, q.cursor, (v) => CURSOR_VALUE.test(v)).split('|') : undefined;
+    const valid = (v: string) => CURSOR_VALUE.test(v) && !Number.isNaN(Date.parse(v.split('|')[0]!));
+    const at = q.cursor ? decodeCursor(CURSOR, q.cursor, valid).split('|') : undefined;
     const after = at ? { createdAt: new Date(at[0]!), id: at[1]! } : undefined;
     const rows = await listRefunds(deps.pool, id, { limit: q.limit + 1, ...(after ? { after } : {}) });
     const page = rows.slice(0, q.limit);

@@ -175,7 +175,7 @@ describe('refund saga (real Temporal, Postgres, sandbox)', () => {
     expect(await runCli(['refunds', 'show', '--id', created.refundId], pool, io)).toBe(0);
     expect(JSON.parse(out.pop()!)).toMatchObject({
       status: 'succeeded',
-      requestedBy: 'cli',
+      requestedBy: { keyId: 'cli', name: null },
       reason: 'goodwill',
       moneyRefunded: { amountMinor: 100 },
     });

@@ -1,0 +1,188 @@
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import Stripe from 'stripe';
+import { PaymentsClient } from '../../client/payments';
+import { findViolations } from '../../db/invariants';
+import type { Pool } from '../../db/pool';
+import { refundWorkflowId } from '../../ledger/refunds';
+import { StripeGateway } from '../../payments/stripe';
+import { createWorker } from '../../worker/worker';
+import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { freshDatabase } from '../support/db';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
+import { startLocalstripe, type Localstripe } from '../support/localstripe';
+import { lotFlows, lotState, mc, refundOutbox, refundTransactions } from '../support/refunds';
+
+/**
+ * Refunds on the Stripe adapter: API → refund saga → StripeGateway (the official client) → our
+ * fault proxy → localstripe. What the emulator holds (its refunds of the PaymentIntent) is the
+ * truth about money; the proxy's log shows the keys the adapter sent.
+ */
+const SECRET = 'sk_test_creditflow';
+const REFUNDS = '/v1/refunds';
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let pool: Pool;
+let ls: Localstripe;
+let proxy: FaultProxy;
+let emulator: Stripe;
+let native: NativeConnection;
+let connection: Connection;
+let client: Client;
+let worker: Worker;
+let running: Promise<void>;
+let api: TestApi;
+let admin: string;
+let support: string;
+
+beforeAll(async () => {
+  try {
+    Runtime.install({ logger: new DefaultLogger('ERROR') }); // quiet: once per process
+  } catch {
+    /* already installed in this Jest worker */
+  }
+  db = await freshDatabase();
+  pool = db.pool;
+  ls = await startLocalstripe();
+  proxy = await startFaultProxy(ls.url);
+  const { hostname, port } = new URL(ls.url);
+  emulator = new Stripe(SECRET, { host: hostname, port, protocol: 'http', maxNetworkRetries: 0 });
+  const gateway = new StripeGateway({ secretKey: SECRET, apiBase: proxy.url, timeoutMs: 3000 });
+  const address = process.env.TEST_TEMPORAL_ADDRESS!;
+  native = await NativeConnection.connect({ address });
+  connection = await Connection.connect({ address });
+  client = new Client({ connection });
+  const taskQueue = `stripe-refund-${randomUUID()}`;
+  worker = await createWorker({
+    connection: native,
+    namespace: 'default',
+    taskQueue,
+    pool,
+    workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
+    temporal: () => Promise.resolve(client),
+    gateway,
+  });
+  running = worker.run();
+  api = await startApi(pool, { gateway, payments: () => Promise.resolve(new PaymentsClient(client, taskQueue)) });
+  admin = await makeKey(pool, 'admin');
+  support = await makeKey(pool, 'support');
+}, 60_000);
+
+afterAll(async () => {
+  await api?.close();
+  worker?.shutdown();
+  await running;
+  await connection?.close();
+  await native?.close();
+  await proxy?.close();
+  await ls?.stop();
+  await db?.drop();
+});
+
+/** A customer who bought `credits` for `amountMinor` with a card on the emulator. */
+async function bought(credits: string, amountMinor: number) {
+  const id = `sr-${randomUUID().slice(0, 8)}`;
+  expect((await call(api.url, 'POST', '/v1/customers', { key: admin, json: { id } })).status).toBe(201);
+  const customer = await emulator.customers.create({ email: `${id}@example.test` });
+  const pm = await emulator.paymentMethods.create({
+    type: 'card',
+    card: { number: '4242424242424242', exp_month: 12, exp_year: 2030, cvc: '123' },
+  });
+  await emulator.paymentMethods.attach(pm.id, { customer: customer.id });
+  const put = await call(api.url, 'PUT', `/v1/customers/${id}/payment-method`, {
+    key: admin,
+    json: { paymentMethod: pm.id, gatewayCustomerId: customer.id },
+  });
+  expect(put.status).toBe(200);
+  const p = await call(api.url, 'POST', `/v1/customers/${id}/purchases`, {
+    key: admin,
+    json: { credits, price: { amountMinor, currency: 'USD' } },
+    headers: { 'idempotency-key': randomUUID() },
+  });
+  expect(p.status).toBe(201);
+  return { id, lotId: p.body.lot.id as string, intent: p.body.payment.reference as string };
+}
+const refund = (json: Record<string, unknown>) =>
+  call(api.url, 'POST', '/v1/refunds', {
+    key: support,
+    json: { reason: 'customer cancelled', ...json },
+    headers: { 'idempotency-key': randomUUID() },
+  });
+async function settled(refundId: string) {
+  await client.workflow
+    .getHandle(refundWorkflowId(refundId))
+    .result()
+    .catch(() => undefined);
+  return (await call(api.url, 'GET', `/v1/refunds/${refundId}`, { key: admin })).body;
+}
+/** The emulator's refunds of a PaymentIntent: [id, amount, our key]. */
+const refundsOf = async (intent: string) =>
+  (await emulator.refunds.list({ payment_intent: intent, limit: 100 })).data
+    .map((r) => [r.id, r.amount, r.metadata?.creditflow_key] as const)
+    .sort((a, b) => a[1] - b[1]);
+
+it('503 twice on POST /v1/refunds: one refund at the emulator, one key on every POST, cumulative money', async () => {
+  const c = await bought('300', 1000);
+  proxy.reset();
+  proxy.inject({ kind: 'status', status: 503, times: 2, method: 'POST', path: REFUNDS });
+  const first = await refund({ customerId: c.id, lotId: c.lotId, credits: '100' });
+  expect(first.status).toBe(202);
+  const a = await settled(first.body.refundId);
+  expect(a).toMatchObject({ status: 'succeeded', creditsClawedBack: '100', moneyRefunded: { amountMinor: 333 } });
+  const posts = proxy.seen('POST', REFUNDS);
+  expect(posts.map((p) => [p.outcome, p.idempotencyKey])).toEqual([
+    ['status', first.body.refundId],
+    ['status', first.body.refundId],
+    ['forwarded', first.body.refundId],
+  ]);
+  expect(await refundsOf(c.intent)).toEqual([[a.refundReference, 333, first.body.refundId]]);
+
+  // The rest: floor(1000 × 300 / 300) − 333 = 667, so the emulator holds exactly the charge.
+  const rest = await refund({ customerId: c.id, lotId: c.lotId });
+  const b = await settled(rest.body.refundId);
+  expect(b).toMatchObject({ status: 'succeeded', creditsClawedBack: '200', moneyRefunded: { amountMinor: 667 } });
+  const held = await refundsOf(c.intent);
+  expect(held.map((r) => r[1])).toEqual([333, 667]);
+  expect((await emulator.paymentIntents.retrieve(c.intent)).amount).toBe(1000);
+  expect(await lotState(pool, c.lotId)).toMatchObject({ remaining: 0n, status: 'refunded' });
+  expect(await refundOutbox(pool, first.body.refundId)).toEqual(['refund.succeeded']);
+  expect(await findViolations(pool)).toEqual([]);
+});
+
+it('the reply lost after the emulator refunded: the retry finds the refund by its key, one refund', async () => {
+  const c = await bought('10', 100);
+  proxy.reset();
+  proxy.inject({ kind: 'hang-after', method: 'POST', path: REFUNDS });
+  const r = await refund({ customerId: c.id, lotId: c.lotId });
+  const view = await settled(r.body.refundId);
+  expect(view).toMatchObject({ status: 'succeeded', creditsClawedBack: '10', moneyRefunded: { amountMinor: 100 } });
+  expect(await refundsOf(c.intent)).toEqual([[view.refundReference, 100, r.body.refundId]]);
+  expect(proxy.seen('POST', REFUNDS)).toHaveLength(1); // the retry looked the key up instead
+  expect(proxy.seen('GET', REFUNDS).length).toBeGreaterThanOrEqual(2);
+  expect(await refundOutbox(pool, r.body.refundId)).toEqual(['refund.succeeded']);
+});
+
+it('a permanent refusal (400) at the gateway: compensation, the credits restored exactly, one refund.failed', async () => {
+  const c = await bought('50', 500);
+  proxy.reset();
+  proxy.inject({ kind: 'status', status: 400, method: 'POST', path: REFUNDS });
+  const r = await refund({ customerId: c.id, lotId: c.lotId, credits: '20' });
+  expect(r.status).toBe(202);
+  const view = await settled(r.body.refundId);
+  expect(view).toMatchObject({ status: 'failed', creditsClawedBack: '20', failureCode: expect.any(String) });
+  expect(proxy.seen('POST', REFUNDS)).toHaveLength(1); // permanent: never retried
+  expect(await refundsOf(c.intent)).toEqual([]);
+  const lot = await lotState(pool, c.lotId);
+  expect([lot.remaining, lot.status]).toEqual([mc(50), 'active']);
+  const flows = await lotFlows(pool, c.lotId);
+  expect(flows.refunded ?? 0n).toBe(0n); // clawed back 20, given back 20
+  expect((await refundTransactions(pool, r.body.refundId)).map((x) => x.type)).toEqual([
+    'refund_clawback',
+    'refund_compensation',
+  ]);
+  const outbox = await pool.query(`SELECT type FROM outbox_events WHERE customer_id = $1 AND type LIKE 'refund.%'`, [
+    c.id,
+  ]);
+  expect(outbox.rows).toEqual([{ type: 'refund.failed' }]);
+  expect(await findViolations(pool)).toEqual([]);
+});

@@ -58,10 +58,10 @@ export function refundRoutes(deps: { pool: Pool; payments: () => Promise<Payment
     const hash = requestHash(req.body);
     await idempotent(deps.pool, res, composeKey('api', 'refund', b.customerId, idem), hash, () =>
       finalOutcome(async () => {
-        const payments = await deps.payments();
         const row = await requestRefund(
           deps.pool,
-          (input) => payments.refund(input),
+          // Temporal is asked only for a refund that passed every check.
+          async (input) => (await deps.payments()).refund(input),
           {
             customerId: b.customerId,
             lotId: b.lotId,

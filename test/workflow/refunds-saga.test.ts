@@ -60,6 +60,9 @@ class GatedSandbox implements PaymentGateway {
   findCharge(q: Parameters<PaymentGateway['findCharge']>[0]) {
     return this.inner.findCharge(q);
   }
+  findRefund(q: Parameters<PaymentGateway['findRefund']>[0]) {
+    return this.inner.findRefund(q);
+  }
   async refund(req: RefundRequest): Promise<Refund> {
     const gate = this.gates.get(req.chargeReference);
     if (gate) {
@@ -362,7 +365,7 @@ describe('refund saga (sandbox, in-process worker)', () => {
     const c = await bought('50', 500, 'pm_card_refundFails');
     const r = await refund({ customerId: c.id, lotId: c.lotId, credits: '20' });
     const { view } = await settled(r.body.refundId);
-    expect(view).toMatchObject({ status: 'failed', failureCode: 'refund_failed', requestedBy: support });
+    expect(view).toMatchObject({ status: 'failed', failureCode: 'refund_failed', requestedBy: { keyId: support } });
     const wf = refundWorkflowId(r.body.refundId);
     const listed = async (type: string) =>
       (await call(api.url, 'GET', `/v1/customers/${c.id}/ledger?type=${type}`, { key: admin })).body.transactions;
@@ -408,17 +411,20 @@ describe('cancelling the refund workflow at the gateway step', () => {
       expect(status).toMatchObject({ step: 'gateway', clawedBack: { credits: '40', moneyMinor: '400' } });
     }
     await handle.cancel();
-    // Compensation runs in a scope the cancellation cannot interrupt.
-    const s = await eventually(
-      () => refundState(pool, refundId),
-      (x) => x?.status !== 'pending',
-    );
-    return { c, gate, refundId, handle, compensated: s };
+    return { c, gate, refundId, handle };
   }
 
   it('the gateway never got it: the credits are restored exactly, failed/cancelled, no money moved', async () => {
-    const { c, gate, refundId, handle, compensated } = await heldAtGateway({ query: true });
+    const { c, gate, refundId, handle } = await heldAtGateway({ query: true });
+    // The cancelled saga waits for the gateway call in flight to end (it cannot be taken back),
+    // then asks the gateway: no refund under the key, so it compensates, in a scope the
+    // cancellation cannot interrupt.
+    expect(await refundState(pool, refundId)).toMatchObject({ status: 'pending' });
     gate.open('fail');
+    const compensated = await eventually(
+      () => refundState(pool, refundId),
+      (x) => x?.status !== 'pending',
+    );
     const end = await handle.result().catch((err: unknown) => err);
     expect(end).toBeInstanceOf(WorkflowFailedError);
     expect((await handle.describe()).status.name).toBe('CANCELLED');
@@ -436,8 +442,8 @@ describe('cancelling the refund workflow at the gateway step', () => {
 
   // The gateway request was already on its way when the cancellation came (a real HTTP call is not
   // undone by cancelling the activity): the money went back, so the credits must not come back too.
-  // FAILS on 7099fd3: workflows/refund.ts compensates on cancellation without asking the gateway
-  // whether the refund under its key happened, so the customer gets both the money and the credits.
+  // Failed before the fix: the saga compensated on cancellation without asking the gateway whether
+  // the refund under its key happened, so the customer got both the money and the credits.
   it('the gateway refunds anyway: never both the money and the credits back', async () => {
     const { c, gate, refundId, handle } = await heldAtGateway({ query: false });
     gate.open('proceed');

@@ -26,6 +26,7 @@ import { paymentRoutes } from './routes/payments';
 import { topUpRoutes } from './routes/topups';
 import { refundRoutes } from './routes/refunds';
 import { correctionRoutes } from './routes/corrections';
+import { alertRoutes } from './routes/alerts';
 
 export interface AppDeps {
   pool: Pool;
@@ -173,6 +174,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
   v1.use(apiKeyRoutes({ pool: deps.pool }));
   v1.use(auditRoutes({ pool: deps.pool }));
+  v1.use(alertRoutes({ pool: deps.pool }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => {

@@ -344,3 +344,22 @@ export const AuditEventQuery = z.strictObject({
   action: AuditAction.optional(),
   ...pageQuery,
 });
+
+// ---- alerts and notifications ----
+// Imported here, not at the top, so this block stays append-only beside other work on this file.
+import { NOTIFICATION_TYPES } from '../db/notifications';
+
+export const AlertsBody = z
+  .strictObject({
+    lowBalanceThresholds: z
+      .array(NonNegativeCredits)
+      .max(10, 'at most 10 thresholds')
+      .refine((t) => new Set(t).size === t.length, 'thresholds must be distinct'),
+  })
+  .openapi('Alerts');
+export const NotificationType = z.enum(NOTIFICATION_TYPES);
+export const NotificationQuery = z.strictObject({
+  customerId: CustomerId.optional(),
+  type: NotificationType.optional(),
+  ...pageQuery,
+});

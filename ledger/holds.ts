@@ -13,9 +13,11 @@ import {
 } from '../db/holds';
 import { lotsByIds, openLotsOf, type LotRow } from '../db/lots';
 import type { Tx } from '../db/pool';
+import { composeKey } from '../lib/ids';
 import type { Command, Ledger, Outcome } from './ledger';
 import { ensureFits } from './limits';
 import { captureFromHold, Movement, releaseFromHold } from './movement';
+import { notify } from './notify';
 
 /**
  * Hold movements, all through Ledger.run (one DB transaction, idempotency key, wallet lock).
@@ -218,10 +220,20 @@ export class HoldLedger {
       }
       if (current && input.deadline && current.expiresAt > input.deadline) return { ...holdView(current), noop: true };
       const { hold, m } = await this.load(tx, cmd.customerId, input.holdId);
-      releaseFromHold(hold, m, now);
+      const released = releaseFromHold(hold, m, now);
       await m.payArrears(tx, wallet, now);
       hold.status = input.status;
       await this.save(tx, wallet, hold, m, 'hold_release', key, now);
+      if (input.status === 'expired') {
+        await notify(tx, [
+          {
+            type: 'hold.expired',
+            customerId: hold.customerId,
+            dedupeKey: composeKey('hold.expired', hold.customerId, hold.id),
+            data: { holdId: hold.id, released: formatCredits(released), expiresAt: hold.expiresAt.toISOString() },
+          },
+        ]);
+      }
       return holdView((await getHold(tx, cmd.customerId, input.holdId))!);
     });
   }

@@ -15,11 +15,11 @@ import {
   upcomingExpiries,
   type LotRow,
 } from '../db/lots';
-import { enqueue } from '../db/outbox';
 import type { Pool } from '../db/pool';
 import { composeKey } from '../lib/ids';
 import { payArrears } from './arrears';
 import type { Ledger } from './ledger';
+import { notify, type Notification } from './notify';
 
 /**
  * Expiry, renewal and rollover, each an idempotent ledger command keyed per lot
@@ -117,6 +117,7 @@ export class LifecycleLedger {
         });
         await updateLots(tx, [{ id: lotId, remaining: 0n, held: lot.held, status: 'expired' }]);
         await applyWalletDeltas(tx, customerId, { available: -amount, held: 0n, arrears: 0n });
+        if (amount > 0n) await notify(tx, [expiredNotification(customerId, lot, amount)]);
         return { lotId, action: 'expired', expired: formatCredits(amount) };
       },
     );
@@ -211,6 +212,7 @@ export class LifecycleLedger {
           held: 0n,
           arrears: -paid.paid,
         });
+        if (expired > 0n) await notify(tx, [expiredNotification(customerId, lot, expired)]);
         return {
           lotId,
           action: 'renewed',
@@ -264,13 +266,13 @@ export class LifecycleLedger {
     const soon = (await upcomingExpiries(this.pool, customerId, asOf, 100)).filter(
       (l) => l.remaining > 0n && l.expiresAt!.getTime() - leadMs <= asOf.getTime(),
     );
-    await enqueue(
+    await notify(
       this.pool,
       soon.map((l) => ({
-        dedupeKey: `expiring:${l.id}`,
         type: 'credits.expiring_soon',
         customerId,
-        payload: { lotId: l.id, expiresAt: l.expiresAt!.toISOString(), amount: formatCredits(l.remaining) },
+        dedupeKey: `expiring:${l.id}`,
+        data: { lotId: l.id, expiresAt: l.expiresAt!.toISOString(), amount: formatCredits(l.remaining) },
       })),
     );
   }
@@ -291,3 +293,11 @@ export class LifecycleLedger {
     return out.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0)).slice(0, 50);
   }
 }
+
+/** Once per lot: what its expiry (or the end of an allowance's period, beyond the rollover) took. */
+const expiredNotification = (customerId: string, lot: LotRow, amount: bigint): Notification => ({
+  type: 'credits.expired',
+  customerId,
+  dedupeKey: `expired:${lot.id}`,
+  data: { lotId: lot.id, expiresAt: lot.expiresAt!.toISOString(), amount: formatCredits(amount) },
+});

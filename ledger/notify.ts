@@ -1,0 +1,33 @@
+import { enqueue } from '../db/outbox';
+import type { NotificationType } from '../db/notifications';
+import type { Queryable } from '../db/queryable';
+
+/**
+ * The emit points' one mechanism: each type's payload (the notification's `data`), and `notify`,
+ * which stores it in the outbox with the caller's transaction, so the notification commits (or
+ * not) with its cause. A new type is a line here and a call where its cause is booked.
+ * `balance.low` is emitted by the wallet trigger (migration 009), not from TypeScript; the
+ * purchase, top-up and refund types are still written by ledger/payments.ts and ledger/refunds.ts
+ * through their own helpers (same outbox, same transaction).
+ */
+export interface NotificationData {
+  'balance.low': { threshold: string; available: string };
+  'credits.expiring_soon': { lotId: string; expiresAt: string; amount: string };
+  'credits.expired': { lotId: string; expiresAt: string; amount: string };
+  'hold.expired': { holdId: string; released: string; expiresAt: string };
+}
+
+// Every key is a type of the catalogue (db/notifications.ts): this line fails to compile otherwise.
+const _catalogued: readonly NotificationType[] = [] as (keyof NotificationData)[];
+
+/** One notification per dedupe key, ever: a retried or replayed cause emits nothing new. */
+export type Notification = {
+  [T in keyof NotificationData]: { type: T; customerId: string; dedupeKey: string; data: NotificationData[T] };
+}[keyof NotificationData];
+
+export async function notify(q: Queryable, notifications: readonly Notification[]): Promise<void> {
+  await enqueue(
+    q,
+    notifications.map((n) => ({ dedupeKey: n.dedupeKey, type: n.type, customerId: n.customerId, payload: n.data })),
+  );
+}

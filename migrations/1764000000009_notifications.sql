@@ -24,8 +24,8 @@ BEGIN
       NEW.low_balance_fired := NEW.low_balance_fired || t;
       INSERT INTO outbox_events (dedupe_key, type, customer_id, payload)
       VALUES ('balance.low:' || NEW.customer_id || ':' || t || ':' || NEW.version, 'balance.low', NEW.customer_id,
-              jsonb_build_object('threshold', trim_scale(t::numeric / 1000000)::text,
-                                 'available', trim_scale(NEW.available::numeric / 1000000)::text))
+              jsonb_build_object('threshold', trim_scale(t::numeric * 0.000001)::text,
+                                 'available', trim_scale(NEW.available::numeric * 0.000001)::text))
       ON CONFLICT (dedupe_key) DO NOTHING;
     END IF;
   END LOOP;

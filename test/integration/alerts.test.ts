@@ -192,8 +192,8 @@ describe('the trigger at its edges', () => {
     expect((await lows(c)).map((l) => l.available)).toEqual([49.999999, 49.999999]);
   });
 
-  // FAILS on main: migration 009 formats with trim_scale(t::numeric / 1000000), and numeric
-  // division keeps ~16 significant digits (1234567890123.456789 → "1234567890123.4568").
+  // Failed with the first migration 009: trim_scale(t::numeric / 1000000) kept ~16 significant
+  // digits (1234567890123.456789 → "1234567890123.4568"); × 0.000001 is exact.
   it('reports large amounts exactly (payload strings are credits, like the API)', async () => {
     const c = await customer();
     const big = '1234567890123.456789';

@@ -117,8 +117,9 @@ describe('credit lifecycle (time-skipping)', () => {
     });
     expect(await sumEntries(c, 'expired')).toBe(credits('100').toString());
     expect(await txCount(c, 'expiry')).toBe(1);
-    const alert = await pool.query(`SELECT type FROM outbox_events WHERE customer_id = $1`, [c]);
-    expect(alert.rows).toEqual([{ type: 'credits.expiring_soon' }]); // 7 days before
+    const alert = await pool.query(`SELECT type FROM outbox_events WHERE customer_id = $1 ORDER BY id`, [c]);
+    // 7 days before, then at the expiry itself (in the expiry's transaction).
+    expect(alert.rows).toEqual([{ type: 'credits.expiring_soon' }, { type: 'credits.expired' }]);
     expect(await findViolations(pool)).toEqual([]);
   });
 

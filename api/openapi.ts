@@ -186,6 +186,9 @@ const query = {
   audit: over(s.AuditEventQuery, {
     cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
   }),
+  notifications: over(s.NotificationQuery, {
+    cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
+  }),
   refunds: over(s.RefundListQuery, {
     cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
   }),
@@ -687,6 +690,40 @@ export function buildOpenApi(): object {
       404: problem('No such customer or usage event'),
       409: problem('The event was corrected already (`correctionId`), or the Idempotency-Key clashes'),
     },
+  });
+
+  // Alerts and notifications
+  v1({
+    method: 'put',
+    path: '/v1/customers/{id}/alerts',
+    summary: 'Set low-balance thresholds: `balance.low` once per downward crossing of each',
+    description:
+      '0–10 distinct thresholds (credits). A threshold the balance is already below fires at once; one ' +
+      'fires again after available rose above it.',
+    tags: ['notifications'],
+    params: params.customer,
+    body: over(s.AlertsBody, { lowBalanceThresholds: z.array(nonNegative).max(10) }).openapi('Alerts'),
+    examples: { two: { summary: 'Warn at 1,000 and at 100', value: { lowBalanceThresholds: ['1000', '100'] } } },
+    ok: { 200: json(r.AlertsResponse, 'Set') },
+    errors: [404],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/customers/{id}/alerts',
+    summary: "The customer's low-balance thresholds, armed and fired",
+    tags: ['notifications'],
+    params: params.customer,
+    ok: { 200: json(r.AlertsResponse, 'The thresholds') },
+    errors: [404],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/notifications',
+    summary: 'The outbox of notifications, newest first (admin; support with a customerId)',
+    tags: ['notifications'],
+    query: query.notifications,
+    ok: { 200: json(r.NotificationListResponse, 'A page of notifications') },
+    errors: [],
   });
 
   // Audit trail (admin)

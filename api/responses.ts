@@ -430,3 +430,27 @@ export const CorrectionResponse = z
     adjustmentLotId: z.uuid().optional().openapi({ description: 'a new adjustment lot for what no lot could take' }),
   })
   .openapi('Correction');
+
+export const AlertsResponse = z
+  .object({
+    customerId: z.string(),
+    lowBalanceThresholds: z.array(credits('a threshold')),
+    armed: z.array(credits('fires on the next downward crossing')),
+    fired: z.array(credits('went out; re-armed once available rises above it')),
+  })
+  .openapi('Alerts');
+
+export const NotificationListResponse = z
+  .object({
+    notifications: z.array(
+      z.object({
+        id: z.string().openapi({ example: 'evt_42', description: 'also the webhook-id of its deliveries' }),
+        type: z.string(),
+        customerId: z.string().nullable(),
+        createdAt: dateTime(),
+        data: z.record(z.string(), z.unknown()),
+      }),
+    ),
+    nextCursor: z.string().nullable().openapi({ description: 'pass as ?cursor= for the next page; null at the end' }),
+  })
+  .openapi('Notifications');

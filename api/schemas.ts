@@ -2,6 +2,7 @@ import { parseCredits } from '../domain/amount';
 import { parseDecimal } from '../domain/decimal';
 import { LOT_KINDS } from '../domain/lots';
 import { isKnownCurrency } from '../payments/pricing';
+import { NOTIFICATION_TYPES } from '../db/notifications';
 import { ROLES, type Role } from '../db/api-keys';
 import { z } from './zod';
 
@@ -346,8 +347,6 @@ export const AuditEventQuery = z.strictObject({
 });
 
 // ---- alerts and notifications ----
-// Imported here, not at the top, so this block stays append-only beside other work on this file.
-import { NOTIFICATION_TYPES } from '../db/notifications';
 
 export const AlertsBody = z
   .strictObject({

@@ -148,6 +148,30 @@ describe('webhook delivery', () => {
     expect(rows.rows).toEqual([{ event_id: wanted }]);
   });
 
+  it('loses no row committed out of id order (a smaller id committing after a larger one)', async () => {
+    const rx = await receiver();
+    await endpoint(rx.url, ['credits.expiring_soon']);
+    const slow = await pool.connect();
+    try {
+      await slow.query('BEGIN');
+      const key = `test:${randomUUID()}`;
+      await enqueue(slow, [{ dedupeKey: key, type: 'credits.expiring_soon', customerId: CUSTOMER, payload: {} }]);
+      const early = (
+        await slow.query<{ id: string }>(`SELECT id::text FROM outbox_events WHERE dedupe_key = $1`, [key])
+      ).rows[0]!.id;
+      const late = await emit('credits.expiring_soon'); // a larger id, committed first
+      expect(BigInt(late)).toBeGreaterThan(BigInt(early));
+      await sleep(1500);
+      // Held back while the older transaction may still add rows below it.
+      expect(rx.received).toHaveLength(0);
+      await slow.query('COMMIT');
+      await waitFor('both', () => rx.received.length >= 2);
+      expect(rx.received.map((r) => r.headers['webhook-id']).sort()).toEqual([`evt_${early}`, `evt_${late}`].sort());
+    } finally {
+      slow.release();
+    }
+  });
+
   it('rotate-secret: both secrets sign during the overlap, then only the new one', async () => {
     const rx = await receiver();
     const ep = await endpoint(rx.url);

@@ -14,6 +14,7 @@ COPY workflows workflows
 COPY activities activities
 COPY metering metering
 COPY payments payments
+COPY webhooks webhooks
 COPY client client
 COPY cli cli
 COPY scripts scripts

@@ -28,6 +28,7 @@ import {
 import { isGatewayError, type PaymentGateway } from '../payments/gateway';
 import type { TopUpTrigger } from '../client/topups';
 import { purchase, type PurchaseInput } from '../workflows/purchase';
+import { webhookActivities } from './webhooks';
 
 export interface ActivityDeps {
   pool: Pool;
@@ -171,6 +172,7 @@ export function createActivities(deps: ActivityDeps) {
   /** A debit just committed: the wallet may need its top-up (never fails the step). */
   const debited = (customerId: string) => deps.topUps?.check([customerId]);
   return {
+    ...webhookActivities(deps),
     /** Connectivity check: proves the worker reaches Postgres. */
     async databaseTime(): Promise<string> {
       const r = await deps.pool.query<{ now: Date }>('SELECT now() AS now');

@@ -27,6 +27,7 @@ import { topUpRoutes } from './routes/topups';
 import { refundRoutes } from './routes/refunds';
 import { correctionRoutes } from './routes/corrections';
 import { alertRoutes } from './routes/alerts';
+import { webhookRoutes } from './routes/webhooks';
 
 export interface AppDeps {
   pool: Pool;
@@ -46,6 +47,8 @@ export interface AppDeps {
   payments?: () => Promise<PaymentsClient>;
   /** After a debit commits: signals wallets left below their auto top-up threshold. */
   topUps?: TopUpTrigger;
+  /** Starts a webhook endpoint's delivery workflow. */
+  webhooks?: (endpointId: string) => Promise<void>;
   bodyLimit?: string;
   clock?: () => Date;
 }
@@ -175,6 +178,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(apiKeyRoutes({ pool: deps.pool }));
   v1.use(auditRoutes({ pool: deps.pool }));
   v1.use(alertRoutes({ pool: deps.pool }));
+  v1.use(webhookRoutes({ pool: deps.pool, start: deps.webhooks, logger: deps.logger }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => {

@@ -23,6 +23,8 @@ export const configSchema = z
     STRIPE_API_BASE: z.string().url().optional(),
     /** How long one gateway call may take before it counts as a (retryable) failure. */
     GATEWAY_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+    /** Webhook hosts (names or IPs, comma-separated) allowed although private or loopback (production mode). */
+    WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
   })
   .superRefine((c, ctx) => {
     if (c.PAYMENT_GATEWAY === 'stripe' && !c.STRIPE_SECRET_KEY)

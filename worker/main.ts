@@ -8,6 +8,7 @@ import { ensureSchedules } from './schedules';
 import { createWorker } from './worker';
 import { TopUpTrigger } from '../client/topups';
 import { createGateway } from '../payments';
+import { ensureWebhookSchedule } from '../webhooks/workflows';
 
 /** Composition root of the worker process. Ctrl-C/SIGTERM drain the worker, then close Postgres. */
 async function main(): Promise<void> {
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
   const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
   await ensureSchedules(client, config.TEMPORAL_TASK_QUEUE);
+  await ensureWebhookSchedule(client, config.TEMPORAL_TASK_QUEUE);
   const worker = await createWorker({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,

@@ -6,3 +6,4 @@ export * from './sweeper';
 export * from './purchase';
 export * from './topup';
 export * from './refund';
+export * from './webhooks';

@@ -85,6 +85,8 @@ describe('worker built by createWorker, on a real Temporal dev server', () => {
       'purchase',
       'refund',
       'reservation',
+      'webhookDelivery',
+      'webhookKeeper',
     ]);
   });
 

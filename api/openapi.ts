@@ -6,6 +6,7 @@ import {
 } from '@asteasolutions/zod-to-openapi';
 import * as r from './responses';
 import { purchaseIdFor } from './routes/payments';
+import { CreateEndpointBody, EndpointParams, PageQuery } from './routes/webhooks';
 import * as s from './schemas';
 import { z } from './zod';
 
@@ -724,6 +725,73 @@ export function buildOpenApi(): object {
     query: query.notifications,
     ok: { 200: json(r.NotificationListResponse, 'A page of notifications') },
     errors: [],
+  });
+
+  // Webhook endpoints (admin)
+  const endpointPage = over(PageQuery, {
+    cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
+  });
+  v1({
+    method: 'post',
+    path: '/v1/webhook-endpoints',
+    summary: 'Subscribe a URL to notifications (admin); the signing secret is shown once',
+    description:
+      'http(s) only; in production mode private, loopback and link-local hosts are refused unless ' +
+      'WEBHOOK_ALLOWED_HOSTS names them. Deliveries are signed per Standard Webhooks.',
+    tags: ['webhooks'],
+    body: CreateEndpointBody.openapi('CreateWebhookEndpoint'),
+    examples: {
+      low: { summary: 'Low balance only', value: { url: 'https://example.com/hooks', types: ['balance.low'] } },
+    },
+    ok: { 201: json(r.CreatedWebhookEndpointResponse, 'Created') },
+    errors: [],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/webhook-endpoints',
+    summary: 'Live webhook endpoints (never their secrets)',
+    tags: ['webhooks'],
+    query: endpointPage,
+    ok: { 200: json(r.WebhookEndpointListResponse, 'A page of endpoints') },
+    errors: [],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/webhook-endpoints/{id}',
+    summary: 'One webhook endpoint',
+    tags: ['webhooks'],
+    params: EndpointParams,
+    ok: { 200: json(r.WebhookEndpointResponse, 'The endpoint') },
+    errors: [404],
+  });
+  v1({
+    method: 'delete',
+    path: '/v1/webhook-endpoints/{id}',
+    summary: 'Stop delivering to an endpoint',
+    tags: ['webhooks'],
+    params: EndpointParams,
+    ok: { 200: json(r.WebhookEndpointResponse, 'Deleted (repeats are 200 too)') },
+    errors: [404],
+  });
+  v1({
+    method: 'post',
+    path: '/v1/webhook-endpoints/{id}/rotate-secret',
+    summary: 'A new signing secret; the old one keeps signing for 24 h',
+    tags: ['webhooks'],
+    params: EndpointParams,
+    body: z.strictObject({}).openapi('RotateSecret'),
+    ok: { 200: json(r.RotatedSecretResponse, 'Rotated') },
+    errors: [404],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/webhook-endpoints/{id}/deliveries',
+    summary: "An endpoint's delivery attempts, newest first, with status code and latency",
+    tags: ['webhooks'],
+    params: EndpointParams,
+    query: endpointPage,
+    ok: { 200: json(r.WebhookAttemptsResponse, 'A page of attempts') },
+    errors: [404],
   });
 
   // Audit trail (admin)

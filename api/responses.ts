@@ -454,3 +454,39 @@ export const NotificationListResponse = z
     nextCursor: z.string().nullable().openapi({ description: 'pass as ?cursor= for the next page; null at the end' }),
   })
   .openapi('Notifications');
+
+export const WebhookEndpointResponse = z
+  .object({
+    id: z.string().openapi({ example: 'we_0123456789abcdef' }),
+    url: z.string(),
+    types: z.array(z.string()).openapi({ description: 'empty: every type, including types added later' }),
+    description: z.string().nullable(),
+    createdAt: dateTime(),
+    deletedAt: dateTime().nullable(),
+  })
+  .openapi('WebhookEndpoint');
+export const CreatedWebhookEndpointResponse = WebhookEndpointResponse.extend({
+  secret: z.string().openapi({ description: 'whsec_…: shown once, never again' }),
+}).openapi('CreatedWebhookEndpoint');
+export const WebhookEndpointListResponse = z
+  .object({ endpoints: z.array(WebhookEndpointResponse), nextCursor: z.string().nullable() })
+  .openapi('WebhookEndpoints');
+export const RotatedSecretResponse = z
+  .object({ id: z.string(), secret: z.string(), previousSecretExpiresAt: dateTime() })
+  .openapi('RotatedSecret', { description: 'the old secret keeps signing (a second signature) until then' });
+export const WebhookAttemptsResponse = z
+  .object({
+    attempts: z.array(
+      z.object({
+        eventId: z.string(),
+        attempt: z.number().int(),
+        statusCode: z.number().int().nullable(),
+        error: z.string().nullable(),
+        latencyMs: z.number().int(),
+        at: dateTime(),
+        delivery: z.object({ status: z.string().nullable(), nextAttemptAt: dateTime().nullable() }),
+      }),
+    ),
+    nextCursor: z.string().nullable(),
+  })
+  .openapi('WebhookAttempts');

@@ -1,23 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 
-/** API.md "Notifications and webhooks": every type an endpoint may subscribe to. */
-export const NOTIFICATION_TYPES = [
-  'balance.low',
-  'credits.expiring_soon',
-  'credits.expired',
-  'hold.expired',
-  'purchase.succeeded',
-  'purchase.failed',
-  'topup.succeeded',
-  'topup.failed',
-  'topup.disabled',
-  'topup.burst',
-  'refund.succeeded',
-  'refund.failed',
-  'reconciliation.discrepancy',
-] as const;
-export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
+import { notificationBody as publicBody, NOTIFICATION_TYPES, type NotificationType } from '../db/notifications';
+
+/** The one catalogue (db/notifications.ts): an endpoint subscribes to these. */
+export { NOTIFICATION_TYPES, type NotificationType };
 
 export interface OutboxRow {
   id: string;
@@ -30,14 +17,9 @@ export interface OutboxRow {
 /** The public id of an outbox row; also the `webhook-id` of every delivery attempt of it. */
 export const notificationId = (outboxId: string) => `evt_${outboxId}`;
 
-/** The body of a delivered notification (the shape of GET /v1/notifications items). */
-export const notificationBody = (e: OutboxRow) => ({
-  id: notificationId(e.id),
-  type: e.type,
-  customerId: e.customerId,
-  createdAt: e.createdAt.toISOString(),
-  data: e.payload,
-});
+/** The body of a delivered notification: the very shape of GET /v1/notifications items. */
+export const notificationBody = (e: OutboxRow) =>
+  publicBody({ ...e, id: BigInt(e.id), payload: (e.payload ?? {}) as Record<string, unknown> });
 
 /** A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes. */
 export const newSecret = () => `whsec_${randomBytes(32).toString('base64')}`;

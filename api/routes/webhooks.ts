@@ -22,12 +22,12 @@ import { z } from '../zod';
 export const ROTATION_OVERLAP_SECONDS = 24 * 3600;
 
 const EndpointId = z.string().regex(/^we_[0-9a-f]{16}$/, 'a webhook endpoint id (we_ and 16 hex digits)');
-const EndpointParams = z.strictObject({ id: EndpointId });
-const PageQuery = z.strictObject({
+export const EndpointParams = z.strictObject({ id: EndpointId });
+export const PageQuery = z.strictObject({
   cursor: z.string().max(200).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
-const CreateEndpointBody = z.strictObject({
+export const CreateEndpointBody = z.strictObject({
   url: z.string().min(1),
   types: z
     .array(z.enum(NOTIFICATION_TYPES))

@@ -1,5 +1,5 @@
 import { credits, formatCredits } from '../domain/amount';
-import { enqueue } from '../db/outbox';
+import { notify, type Notification, type NotificationData } from './notify';
 import {
   getPayment,
   insertPayment,
@@ -135,7 +135,7 @@ export class PaymentsLedger {
             new Date(asOf.getTime() + (rule?.cooldownSeconds ?? 0) * 1000),
           );
         }
-        await notify(tx, order, `${order.source}.succeeded`, {
+        await notifyPayment(tx, order, `${order.source}.succeeded`, {
           credits: order.credits,
           amountMinor: charge.amountMinor,
           currency: charge.currency.toUpperCase(),
@@ -152,13 +152,17 @@ export class PaymentsLedger {
       const p = await getPayment(tx, order.customerId, order.paymentId, true);
       if (!p || p.status !== 'pending' || !(await markFailed(tx, order.customerId, order.paymentId, f)))
         return { failures: 0, disabled: false, already: true };
-      await notify(tx, order, `${order.source}.failed`, { code: f.code, reason: f.reason, credits: order.credits });
+      await notifyPayment(tx, order, `${order.source}.failed`, {
+        code: f.code,
+        reason: f.reason,
+        credits: order.credits,
+      });
       if (order.source !== 'topup') return { failures: 0, disabled: false, already: false };
       const rule = await getRule(tx, order.customerId);
       const backoff = Math.min(3600, (rule?.cooldownSeconds ?? 0) * 2 ** Math.min(10, rule?.consecutiveFailures ?? 0));
       const r = await recordFailure(tx, order.customerId, new Date(asOf.getTime() + backoff * 1000));
       if (r.disabled)
-        await notify(tx, order, 'topup.disabled', { reason: 'max_attempts', consecutiveFailures: r.failures });
+        await notifyPayment(tx, order, 'topup.disabled', { reason: 'max_attempts', consecutiveFailures: r.failures });
       return { failures: r.failures, disabled: r.disabled, already: false };
     });
   }
@@ -196,7 +200,7 @@ export class PaymentsLedger {
           await disableRule(tx, customerId, 'max_per_day');
           // Once per day and rule version: a rule re-enabled (PUT) that runs away again alarms again.
           const burstId = `${day.toISOString().slice(0, 10)}-${rule.updatedAt.getTime()}`;
-          await notify(tx, { ...order, paymentId: burstId }, 'topup.burst', {
+          await notifyPayment(tx, { ...order, paymentId: burstId }, 'topup.burst', {
             maxPerDay: rule.maxPerDay,
             today: today.count,
             day: day.toISOString().slice(0, 10),
@@ -212,11 +216,11 @@ export class PaymentsLedger {
         if (!method || amountMinor > MAX_CHARGE_MINOR) {
           const reason = method ? 'charge_too_large' : 'no_payment_method';
           await disableRule(tx, customerId, reason);
-          await notify(tx, { ...order, paymentId: `${reason}-${asOf.getTime()}` }, 'topup.failed', {
+          await notifyPayment(tx, { ...order, paymentId: `${reason}-${asOf.getTime()}` }, 'topup.failed', {
             code: reason,
             reason,
           });
-          await notify(tx, { ...order, paymentId: `${reason}-${asOf.getTime()}` }, 'topup.disabled', { reason });
+          await notifyPayment(tx, { ...order, paymentId: `${reason}-${asOf.getTime()}` }, 'topup.disabled', { reason });
           return { action: 'none', reason };
         }
         const seq = await takeSeq(tx, customerId);
@@ -243,18 +247,21 @@ export class PaymentsLedger {
   }
 }
 
-async function notify(
+/** One notification about a payment, keyed by type and payment (see ledger/notify.ts). */
+function notifyPayment<
+  T extends Exclude<keyof NotificationData, `refund.${string}` | `${'balance' | 'credits' | 'hold'}.${string}`>,
+>(
   tx: Tx,
-  order: { customerId: string; paymentId: string; source: string },
-  type: string,
-  payload: Record<string, unknown>,
+  order: { customerId: string; paymentId: string; source: 'purchase' | 'topup' },
+  type: T,
+  data: Omit<NotificationData[T], 'paymentId' | 'source'>,
 ) {
-  await enqueue(tx, [
+  return notify(tx, [
     {
-      dedupeKey: composeKey(type, order.customerId, order.paymentId),
       type,
       customerId: order.customerId,
-      payload: { paymentId: order.paymentId, source: order.source, ...payload },
-    },
+      dedupeKey: composeKey(type, order.customerId, order.paymentId),
+      data: { paymentId: order.paymentId, source: order.source, ...data },
+    } as unknown as Notification,
   ]);
 }

@@ -2,7 +2,7 @@ import { formatCredits } from '../domain/amount';
 import { DomainError } from '../domain/errors';
 import { customerExists } from '../db/customers';
 import { lockLot, lotsByIds, type LotRow } from '../db/lots';
-import { enqueue } from '../db/outbox';
+import { notify, type Notification, type NotificationData } from './notify';
 import type { Pool, Tx } from '../db/pool';
 import { withTransaction } from '../db/pool';
 import {
@@ -170,7 +170,7 @@ export class RefundsLedger {
     return withTransaction(this.pool, async (tx) => {
       const row = await getRefund(tx, refundId, true);
       if (row && (await markRefundSucceeded(tx, refundId, refundReference, at)))
-        await notify(tx, row, 'refund.succeeded', { refundReference });
+        await notifyRefund(tx, row, 'refund.succeeded', { refundReference });
     });
   }
 
@@ -184,7 +184,7 @@ export class RefundsLedger {
     if (!row.clawedBackAt) {
       await withTransaction(this.pool, async (tx) => {
         if (await markRefundFailed(tx, refundId, { ...f, compensatedAt: null, at: new Date() }))
-          await notify(tx, row, 'refund.failed', { code: f.code, reason: f.reason, creditsRestored: '0' });
+          await notifyRefund(tx, row, 'refund.failed', { code: f.code, reason: f.reason, creditsRestored: '0' });
       });
       return;
     }
@@ -205,7 +205,7 @@ export class RefundsLedger {
       await m.payArrears(tx, wallet, now);
       await m.write(tx, wallet, 'refund_compensation', key, refundWorkflowId(refundId), now);
       await markRefundFailed(tx, refundId, { ...f, compensatedAt: now, at: now });
-      await notify(tx, current, 'refund.failed', {
+      await notifyRefund(tx, current, 'refund.failed', {
         code: f.code,
         reason: f.reason,
         creditsRestored: formatCredits(credits),
@@ -215,20 +215,26 @@ export class RefundsLedger {
   }
 }
 
-async function notify(tx: Tx, r: RefundRow, type: string, payload: Record<string, unknown>) {
-  await enqueue(tx, [
+/** One notification about a refund, keyed by type and refund (see ledger/notify.ts). */
+function notifyRefund<T extends 'refund.succeeded' | 'refund.failed'>(
+  tx: Tx,
+  r: RefundRow,
+  type: T,
+  data: Omit<NotificationData[T], 'refundId' | 'lotId' | 'credits' | 'moneyMinor' | 'currency'>,
+) {
+  return notify(tx, [
     {
-      dedupeKey: composeKey(type, r.id),
       type,
       customerId: r.customerId,
-      payload: {
+      dedupeKey: composeKey(type, r.id),
+      data: {
         refundId: r.id,
         lotId: r.lotId,
         credits: formatCredits(r.creditsClawedBack),
         moneyMinor: r.moneyMinor.toString(),
         currency: r.currency,
-        ...payload,
+        ...data,
       },
-    },
+    } as unknown as Notification,
   ]);
 }

@@ -154,7 +154,12 @@ export class SandboxGateway implements PaymentGateway {
     );
     const row = r.rows[0];
     return row
-      ? { reference: row.id, chargeReference: row.charge_id, amountMinor: BigInt(row.amount_minor), status: 'succeeded' }
+      ? {
+          reference: row.id,
+          chargeReference: row.charge_id,
+          amountMinor: BigInt(row.amount_minor),
+          status: 'succeeded',
+        }
       : null;
   }
 

@@ -2,7 +2,15 @@ import { currentAudit } from '../lib/audit';
 import type { Queryable } from './queryable';
 
 /** Admin actions that move no credits; the ledger's own transactions carry who/why themselves. */
-export type AuditAction = 'rate_card.published' | 'customer.rate_card_assigned' | 'api_key.created' | 'api_key.revoked';
+export type AuditAction =
+  | 'rate_card.published'
+  | 'customer.rate_card_assigned'
+  | 'customer.alerts_set'
+  | 'api_key.created'
+  | 'api_key.revoked'
+  | 'webhook_endpoint.created'
+  | 'webhook_endpoint.deleted'
+  | 'webhook_endpoint.secret_rotated';
 
 export interface NewAuditEvent {
   action: AuditAction;

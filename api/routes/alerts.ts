@@ -3,7 +3,8 @@ import { formatCredits } from '../../domain/amount';
 import { customerNotFound } from '../../domain/errors';
 import { getAlerts, setAlerts, type AlertSettings } from '../../db/alerts';
 import { listNotifications, notificationBody } from '../../db/notifications';
-import type { Pool } from '../../db/pool';
+import { withTransaction, type Pool } from '../../db/pool';
+import { insertAuditEvent } from '../../db/audit-events';
 import { allow, CUSTOMER_WRITE_ROLES, READ_ROLES } from '../auth';
 import { problem } from '../problem';
 import { AlertsBody, CustomerParams, NotificationQuery } from '../schemas';
@@ -29,7 +30,17 @@ export function alertRoutes(deps: { pool: Pool }): Router {
   r.put('/customers/:id/alerts', allow(CUSTOMER_WRITE_ROLES, { customerParam: 'id' }), async (req, res) => {
     const { id } = params(CustomerParams, req);
     const b = body(AlertsBody, req);
-    const a = await setAlerts(deps.pool, id, b.lowBalanceThresholds);
+    const a = await withTransaction(deps.pool, async (tx) => {
+      const set = await setAlerts(tx, id, b.lowBalanceThresholds);
+      if (set)
+        await insertAuditEvent(tx, {
+          action: 'customer.alerts_set',
+          subject: `customer:${id}`,
+          customerId: id,
+          detail: { lowBalanceThresholds: set.thresholds.map(formatCredits) },
+        });
+      return set;
+    });
     if (!a) throw customerNotFound(id);
     res.json(view(a));
   });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Router } from 'express';
-import type { Pool } from '../../db/pool';
+import { withTransaction, type Pool } from '../../db/pool';
+import { insertAuditEvent } from '../../db/audit-events';
 import {
   deleteEndpoint,
   getEndpoint,
@@ -81,12 +82,21 @@ export function webhookRoutes(deps: {
       throw err;
     }
     const secret = newSecret();
-    const e = await insertEndpoint(pool, {
-      id: `we_${randomBytes(8).toString('hex')}`,
-      url: url.href,
-      types: [...new Set(b.types ?? [])],
-      description: b.description ?? null,
-      secret,
+    const e = await withTransaction(pool, async (tx) => {
+      const created = await insertEndpoint(tx, {
+        id: `we_${randomBytes(8).toString('hex')}`,
+        url: url.href,
+        types: [...new Set(b.types ?? [])],
+        description: b.description ?? null,
+        secret,
+      });
+      // Never the secret: who subscribed what.
+      await insertAuditEvent(tx, {
+        action: 'webhook_endpoint.created',
+        subject: `webhook_endpoint:${created.id}`,
+        detail: { url: created.url, types: created.types },
+      });
+      return created;
     });
     await deps.start?.(e.id).catch((err: unknown) => {
       deps.logger?.warn({ endpointId: e.id, err: String(err) }, 'webhook delivery not started; the keeper will');
@@ -114,7 +124,17 @@ export function webhookRoutes(deps: {
 
   r.delete('/webhook-endpoints/:id', allow([]), async (req, res) => {
     const { id } = params(EndpointParams, req);
-    const e = await deleteEndpoint(pool, id);
+    const e = await withTransaction(pool, async (tx) => {
+      const was = await getEndpoint(tx, id);
+      const deleted = await deleteEndpoint(tx, id);
+      if (deleted && was && !was.deletedAt)
+        await insertAuditEvent(tx, {
+          action: 'webhook_endpoint.deleted',
+          subject: `webhook_endpoint:${id}`,
+          detail: { url: deleted.url },
+        });
+      return deleted;
+    });
     if (!e) throw problem(404, `webhook endpoint ${id} does not exist`);
     res.json(endpointView(e));
   });
@@ -123,7 +143,16 @@ export function webhookRoutes(deps: {
     const { id } = params(EndpointParams, req);
     body(z.strictObject({}), req);
     const secret = newSecret();
-    const rotated = await rotateSecret(pool, id, secret, ROTATION_OVERLAP_SECONDS);
+    const rotated = await withTransaction(pool, async (tx) => {
+      const r = await rotateSecret(tx, id, secret, ROTATION_OVERLAP_SECONDS);
+      if (r)
+        await insertAuditEvent(tx, {
+          action: 'webhook_endpoint.secret_rotated',
+          subject: `webhook_endpoint:${id}`,
+          detail: { previousSecretExpiresAt: r.previousSecretUntil.toISOString() },
+        });
+      return r;
+    });
     if (!rotated) throw problem(404, `webhook endpoint ${id} does not exist`);
     res.json({ id, secret, previousSecretExpiresAt: rotated.previousSecretUntil.toISOString() });
   });

@@ -356,3 +356,40 @@ describe('GET /v1/audit-events', () => {
     }
   });
 });
+
+describe('audit events for notification settings', () => {
+  it('alerts set, webhook endpoint created / secret rotated / deleted: one row each with the actor, never the secret', async () => {
+    const before = (await auditRows()).length;
+    const c = await customer();
+    expect((await put(`/v1/customers/${c}/alerts`, { lowBalanceThresholds: ['10', '5'] })).status).toBe(200);
+    const saved = process.env.WEBHOOK_ALLOWED_HOSTS;
+    process.env.WEBHOOK_ALLOWED_HOSTS = '127.0.0.1';
+    try {
+      const e = await call(api.url, 'POST', '/v1/webhook-endpoints', {
+        key: admin.key,
+        json: { url: 'http://127.0.0.1:9/hooks', types: ['balance.low'] },
+      });
+      expect(e.status).toBe(201);
+      const id = e.body.id as string;
+      const rotated = await call(api.url, 'POST', `/v1/webhook-endpoints/${id}/rotate-secret`, {
+        key: admin.key,
+        json: {},
+      });
+      expect(rotated.status).toBe(200);
+      expect((await call(api.url, 'DELETE', `/v1/webhook-endpoints/${id}`, { key: admin.key })).status).toBe(200);
+      expect((await call(api.url, 'DELETE', `/v1/webhook-endpoints/${id}`, { key: admin.key })).status).toBe(200);
+      const rows = (await auditRows()).slice(before);
+      expect(rows.map((r) => [r.action, r.requested_by])).toEqual([
+        ['customer.alerts_set', admin.id],
+        ['webhook_endpoint.created', admin.id],
+        ['webhook_endpoint.secret_rotated', admin.id],
+        ['webhook_endpoint.deleted', admin.id], // the repeated delete records nothing
+      ]);
+      const text = JSON.stringify(rows);
+      expect(text).not.toContain(e.body.secret as string);
+      expect(text).not.toContain(rotated.body.secret as string);
+    } finally {
+      process.env.WEBHOOK_ALLOWED_HOSTS = saved;
+    }
+  });
+});

@@ -171,6 +171,15 @@ export async function markRefundFailed(
   return (r.rowCount ?? 0) > 0;
 }
 
+/** Another refund of the lot that has clawed back and not finished (money not fixed for good yet). */
+export async function refundInProgress(q: Queryable, lotId: string, except: string): Promise<string | null> {
+  const r = await q.query<{ id: string }>(
+    `SELECT id FROM refunds WHERE lot_id = $1 AND id <> $2 AND status = 'pending' AND clawed_back_at IS NOT NULL LIMIT 1`,
+    [lotId, except],
+  );
+  return r.rows[0]?.id ?? null;
+}
+
 /** Refunds still pending after `staleMs` (their workflow may have ended: the sweeper re-runs them). */
 export async function stalePendingRefunds(q: Queryable, staleMs: number, limit: number): Promise<RefundRow[]> {
   const r = await q.query<Raw>(

@@ -9,6 +9,7 @@ import {
   getRefund,
   insertRefund,
   lotRefundTotals,
+  refundInProgress,
   markClawedBack,
   markRefundFailed,
   markRefundSucceeded,
@@ -89,6 +90,8 @@ export async function requestRefund(
   if (why || refundable === 0n || (r.credits !== undefined && r.credits > refundable))
     throw notRefundable(why ?? `only ${formatCredits(refundable)} credits of lot ${lot.id} are refundable`, refundable);
   const refundId = `ref_${sha256(`${r.customerId}\u0000${r.idempotencyKey}`).slice(0, 32)}`;
+  const busy = await refundInProgress(pool, lot.id, refundId);
+  if (busy) throw notRefundable(`refund ${busy} of lot ${lot.id} is still in progress`, refundable);
   const row = await insertRefund(pool, {
     id: refundId,
     customerId: r.customerId,
@@ -134,6 +137,10 @@ export class RefundsLedger {
       const credits = row.creditsRequested ?? refundable;
       if (credits <= 0n || credits > refundable)
         throw notRefundable(`only ${formatCredits(refundable)} credits of lot ${lot.id} are refundable`, refundable);
+      // One refund of a lot at a time: the cumulative money rule needs the earlier refunds' final
+      // figures (a pending one may still fail and give its credits back).
+      const busy = await refundInProgress(tx, lot.id, row.id);
+      if (busy) throw notRefundable(`refund ${busy} of lot ${lot.id} is still in progress`, refundable);
       const before = await lotRefundTotals(tx, lot.id, row.id);
       const money = moneyFor(lot, before, credits);
       const paid = await paymentOfLot(tx, lot.id);

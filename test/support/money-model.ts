@@ -27,8 +27,8 @@ export interface MLot {
   every: Every | null;
   count: number | null;
   period: number;
-  /** A booked end of life; otherwise the status follows from the balances. */
-  closed: 'expired' | 'voided' | null;
+  /** A booked end of life (or a lot fully refunded); otherwise the status follows from the balances. */
+  closed: 'expired' | 'voided' | 'refunded' | null;
 }
 
 export type HoldStatus = 'active' | 'settled' | 'released' | 'expired';
@@ -370,7 +370,7 @@ export class MoneyModel {
   }
 
   /** Arrears are paid first from drawable credits: each lot's part moves onto the unassigned account. */
-  private payArrears(j: Journal) {
+  protected payArrears(j: Journal) {
     const { draws } = this.take(this.arrears);
     for (const d of draws) {
       this.moveBetween(j, d.lot, null, d.amount);
@@ -427,7 +427,7 @@ export class MoneyModel {
     return total;
   }
 
-  private begin(): Journal {
+  protected begin(): Journal {
     const j: Journal = new Map();
     this.journals.push(j);
     return j;
@@ -438,7 +438,7 @@ export class MoneyModel {
     j.set(key, (j.get(key) ?? 0n) + amount);
   }
 
-  private move(j: Journal, from: string, to: string, lot: MLot | null, amount: bigint) {
+  protected move(j: Journal, from: string, to: string, lot: MLot | null, amount: bigint) {
     this.post(j, from, lot, -amount);
     this.post(j, to, lot, amount);
   }

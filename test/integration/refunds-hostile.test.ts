@@ -24,7 +24,8 @@ const EXISTING = 'ref_existing'; // a refund of cust-a's lot
 beforeAll(async () => {
   db = await freshDatabase();
   pool = db.pool;
-  apiPool = createPool(db.url, API_POOL);
+  // A long connect timeout: on a loaded machine a queued request must wait its turn, not give a 503.
+  apiPool = createPool(db.url, API_POOL, 30_000);
   api = await startApi(apiPool, {
     payments: () => {
       sagaStarts++;

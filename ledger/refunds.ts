@@ -186,15 +186,18 @@ export class RefundsLedger {
    * from them first, as from any credits that become drawable), the refund ends failed, once.
    */
   async compensate(refundId: string, f: { code: string; reason: string }): Promise<void> {
-    const row = await getRefund(this.pool, refundId);
-    if (!row || row.status !== 'pending') return;
-    if (!row.clawedBackAt) {
-      await withTransaction(this.pool, async (tx) => {
-        if (await markRefundFailed(tx, refundId, { ...f, compensatedAt: null, at: new Date() }))
-          await notifyRefund(tx, row, 'refund.failed', { code: f.code, reason: f.reason, creditsRestored: '0' });
-      });
-      return;
-    }
+    // Under the refund row's lock (the claw-back takes it too): a claw-back committing meanwhile
+    // is seen, never left standing behind a refund marked failed.
+    const next = await withTransaction(this.pool, async (tx) => {
+      const row = await getRefund(tx, refundId, true);
+      if (!row || row.status !== 'pending') return 'done';
+      if (row.clawedBackAt) return row;
+      if (await markRefundFailed(tx, refundId, { ...f, compensatedAt: null, at: new Date() }))
+        await notifyRefund(tx, row, 'refund.failed', { code: f.code, reason: f.reason, creditsRestored: '0' });
+      return 'done';
+    });
+    if (next === 'done') return;
+    const row = next;
     const cmd = {
       key: composeKey('refund', refundId, 'compensation'),
       customerId: row.customerId,

@@ -49,6 +49,13 @@ export function allow(
   };
 }
 
+/** For handlers that read the customer from the body or query: a scoped key only for its customer. */
+export function requireScope(req: Request, customerId: string): void {
+  const p = req.principal;
+  if (p && p.customerId !== null && p.customerId !== customerId)
+    throw problem(403, 'this key is scoped to another customer');
+}
+
 export const READ_ROLES: readonly Role[] = ['admin', 'service', 'support', 'viewer'];
 export const GRANT_ROLES: readonly Role[] = ['admin', 'support'];
 export const CUSTOMER_WRITE_ROLES: readonly Role[] = ['admin', 'service', 'support'];

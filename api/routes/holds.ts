@@ -9,7 +9,7 @@ import { holdView } from '../../ledger/holds';
 import { reservationWorkflowId } from '../../workflows/reservation';
 import { requestHash, sha256 } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
-import { allow, READ_ROLES } from '../auth';
+import { allow, requireScope, READ_ROLES } from '../auth';
 import { finalOutcome, idempotent, problemReply } from '../idempotent';
 import { problem } from '../problem';
 import {
@@ -26,12 +26,6 @@ import { body, params, parse, query } from '../validate';
 
 const DEFAULT_TTL = 3600;
 
-function scope(req: Request, customerId: string) {
-  const p = req.principal!;
-  if (p.customerId !== null && p.customerId !== customerId)
-    throw problem(403, 'this key is scoped to another customer');
-}
-
 type Op = 'capture' | 'extend' | 'settle' | 'release';
 
 /**
@@ -46,7 +40,7 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
 
   r.post('/holds', allow(['service'], { scopedByHandler: true }), async (req, res) => {
     const b = body(CreateHoldBody, req);
-    scope(req, b.customerId);
+    requireScope(req, b.customerId);
     const idem = key(req);
     if (!(await customerExists(deps.pool, b.customerId))) throw customerNotFound(b.customerId);
     // Without a holdId, the Idempotency-Key names the hold, so a retry finds the same one.
@@ -94,7 +88,7 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
   r.get('/holds/:holdId', allow(READ_ROLES, { scopedByHandler: true }), async (req, res) => {
     const { holdId } = params(HoldParams, req);
     const { customerId } = query(HoldQuery, req);
-    scope(req, customerId);
+    requireScope(req, customerId);
     const h = await getHold(deps.pool, customerId, holdId);
     if (!h) throw problem(404, `hold ${holdId} of customer ${customerId} does not exist`);
     res.json(holdView(h));
@@ -108,7 +102,7 @@ export function holdRoutes(deps: { pool: Pool; holds: () => Promise<HoldsClient>
     r.post(`/holds/:holdId/${name}`, allow(['service'], { scopedByHandler: true }), async (req, res) => {
       const { holdId } = params(HoldParams, req);
       const b = body(schema, req) as B;
-      scope(req, b.customerId);
+      requireScope(req, b.customerId);
       const idem = key(req);
       const storeKey = composeKey('api', 'hold', name, b.customerId, holdId, idem);
       await idempotent(deps.pool, res, storeKey, requestHash(req.body), () =>

@@ -1,4 +1,4 @@
-import { Router, type Request } from 'express';
+import { Router } from 'express';
 import type { PaymentsClient } from '../../client/payments';
 import type { TopUpTrigger } from '../../client/topups';
 import { formatCredits } from '../../domain/amount';
@@ -13,7 +13,7 @@ import { PURCHASE_ATTEMPTS, purchaseWorkflowId, type PaymentOrder } from '../../
 import { requestHash, sha256 } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
 import type { PaymentGateway } from '../../payments/gateway';
-import { allow, CUSTOMER_WRITE_ROLES, READ_ROLES } from '../auth';
+import { allow, requireScope, CUSTOMER_WRITE_ROLES, READ_ROLES } from '../auth';
 import { finalOutcome, idempotent, problemReply } from '../idempotent';
 import { problem } from '../problem';
 import {
@@ -45,12 +45,6 @@ export function checkMethod(gateway: PaymentGateway, pm: string, path: string): 
 /** The Idempotency-Key names the purchase, so a retried request finds the same workflow. */
 export const purchaseIdFor = (customerId: string, idempotencyKey: string) =>
   `pur_${sha256(`${customerId}\u0000${idempotencyKey}`).slice(0, 32)}`;
-
-function scope(req: Request, customerId: string) {
-  const p = req.principal!;
-  if (p.customerId !== null && p.customerId !== customerId)
-    throw problem(403, 'this key is scoped to another customer');
-}
 
 export async function purchaseView(pool: Pool, p: PaymentRow) {
   const lot = p.lotId ? (await lotsByIds(pool, p.customerId, [p.lotId]))[0] : undefined;
@@ -173,7 +167,7 @@ export function paymentRoutes(deps: PaymentDeps): Router {
   r.get('/purchases/:purchaseId', allow(READ_ROLES, { scopedByHandler: true }), async (req, res) => {
     const { purchaseId } = params(PurchaseParams, req);
     const { customerId } = query(PurchaseQuery, req);
-    scope(req, customerId);
+    requireScope(req, customerId);
     const p = await getPayment(deps.pool, customerId, purchaseId);
     if (!p || p.source !== 'purchase') throw problem(404, `no purchase ${purchaseId} for customer ${customerId}`);
     res.json(await purchaseView(deps.pool, p));

@@ -1,4 +1,4 @@
-import { Router, type Request } from 'express';
+import { Router } from 'express';
 import type { PaymentsClient } from '../../client/payments';
 import { formatCredits } from '../../domain/amount';
 import { customerNotFound, DomainError } from '../../domain/errors';
@@ -8,9 +8,8 @@ import { getRefund, listRefunds, type RefundRow } from '../../db/refunds';
 import { requestRefund } from '../../ledger/refunds';
 import { requestHash } from '../../lib/hash';
 import { composeKey } from '../../lib/ids';
-import { allow, GRANT_ROLES, READ_ROLES } from '../auth';
+import { allow, requireScope, GRANT_ROLES, READ_ROLES } from '../auth';
 import { finalOutcome, idempotent } from '../idempotent';
-import { problem } from '../problem';
 import { CreateRefundBody, CustomerParams, IdempotencyKeyHeader, RefundListQuery, RefundParams } from '../schemas';
 import { body, decodeCursor, encodeCursor, params, parse, query } from '../validate';
 
@@ -34,12 +33,6 @@ export function refundView(r: RefundRow) {
   };
 }
 
-function scope(req: Request, customerId: string) {
-  const p = req.principal!;
-  if (p.customerId !== null && p.customerId !== customerId)
-    throw problem(403, 'this key is scoped to another customer');
-}
-
 const CURSOR = 'refunds';
 const CURSOR_VALUE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\|[A-Za-z0-9_.-]{1,128}$/;
 
@@ -53,7 +46,7 @@ export function refundRoutes(deps: { pool: Pool; payments: () => Promise<Payment
 
   r.post('/refunds', allow(GRANT_ROLES, { scopedByHandler: true }), async (req, res) => {
     const b = body(CreateRefundBody, req);
-    scope(req, b.customerId);
+    requireScope(req, b.customerId);
     const idem = parse(IdempotencyKeyHeader, req.get('idempotency-key'), 'header');
     const hash = requestHash(req.body);
     await idempotent(deps.pool, res, composeKey('api', 'refund', b.customerId, idem), hash, () =>
@@ -83,7 +76,7 @@ export function refundRoutes(deps: { pool: Pool; payments: () => Promise<Payment
     const { refundId } = params(RefundParams, req);
     const row = await getRefund(deps.pool, refundId);
     if (!row) throw new DomainError('RefundNotFound', `refund ${refundId} does not exist`);
-    scope(req, row.customerId);
+    requireScope(req, row.customerId);
     res.json(refundView(row));
   });
 

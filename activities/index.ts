@@ -142,6 +142,17 @@ async function gatewayCall<T>(fn: () => Promise<T>, permanentType?: string): Pro
   }
 }
 
+/** A workflow's status name (`RUNNING`, `TERMINATED`, …), or `NOT_FOUND` when Temporal has none. */
+function statusOf(client: Client, workflowId: string): Promise<string> {
+  return client.workflow
+    .getHandle(workflowId)
+    .describe()
+    .then(
+      (d) => d.status.name,
+      () => 'NOT_FOUND',
+    );
+}
+
 export interface HoldCommand {
   /** `<workflowId>:<step>`: a retried activity replays the stored result instead of moving credits again. */
   key: string;
@@ -383,12 +394,7 @@ export function createActivities(deps: ActivityDeps) {
       const candidates = await overdueHolds(deps.pool, now(), o.graceSeconds, o.limit ?? 500);
       const released: { customerId: string; holdId: string; workflowStatus: string }[] = [];
       for (const h of candidates) {
-        let workflowStatus = 'NOT_FOUND';
-        try {
-          workflowStatus = (await client.workflow.getHandle(h.workflowId).describe()).status.name;
-        } catch {
-          /* no such workflow: stranded */
-        }
+        const workflowStatus = await statusOf(client, h.workflowId);
         if (workflowStatus === 'RUNNING') continue; // its own timer will release it
         const r = await domain(() =>
           holds.release(
@@ -425,12 +431,7 @@ export function createActivities(deps: ActivityDeps) {
         for (const p of await stalePendingPurchases(deps.pool, 10 * 60_000, o.limit ?? 500)) {
           if (p.gateway === 'manual') continue; // its offline reference is the caller's: nothing to look up
           const workflowId = purchaseWorkflowId(p.customerId, p.id);
-          const running = await client.workflow
-            .getHandle(workflowId)
-            .describe()
-            .then((d) => d.status.name === 'RUNNING')
-            .catch(() => false);
-          if (running) continue;
+          if ((await statusOf(client, workflowId)) === 'RUNNING') continue;
           await client.workflow.start(purchase, {
             workflowId,
             taskQueue: deps.taskQueue,
@@ -450,12 +451,7 @@ export function createActivities(deps: ActivityDeps) {
       const refundsRestarted: string[] = [];
       if (deps.taskQueue) {
         for (const r of await stalePendingRefunds(deps.pool, 10 * 60_000, o.limit ?? 500)) {
-          const running = await client.workflow
-            .getHandle(r.workflowId)
-            .describe()
-            .then((d) => d.status.name === 'RUNNING')
-            .catch(() => false);
-          if (running) continue;
+          if ((await statusOf(client, r.workflowId)) === 'RUNNING') continue;
           await client.workflow.start(refund, {
             workflowId: r.workflowId,
             taskQueue: deps.taskQueue,

@@ -1,4 +1,4 @@
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { Ledger } from '../ledger/ledger';
 import { requestHash, sha256 } from '../lib/hash';
 import { createDatabaseIfMissing, migrate } from '../lib/migrate';
 import { startTemporalDevServer } from '../lib/temporal-dev-server';
-import { closedLoop, fmt, openLoop, ownChild, startApiProcess, stats } from './lib';
+import { closedLoop, fmt, openLoop, ownChild, startApiProcess, startReferenceWorker, stats } from './lib';
 
 /**
  * bench/holds: hold → settle cycles per second through the HTTP API (reservation workflow,
@@ -30,21 +30,6 @@ const ADMIN_KEY = `bench_admin_${randomUUID()}`;
 const TASK_QUEUE = 'bench-holds';
 const OLD_REFERENCE = process.env.BENCH_OLD_REFERENCE === '1';
 const phase = (name: string) => console.error(`${new Date().toISOString()} bench/holds: ${name}`);
-
-/** Forks the reference worker (dist/bench/reference-worker.js) and waits until it polls. */
-async function startReferenceWorker(env: Record<string, string>): Promise<ChildProcess> {
-  const child = ownChild(
-    fork(path.join(__dirname, 'reference-worker.js'), {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    }),
-  );
-  await new Promise<void>((resolve, reject) => {
-    child.once('message', () => resolve());
-    child.once('exit', (code) => reject(new Error(`reference worker exited (${code})`)));
-  });
-  return child;
-}
 
 async function main(): Promise<void> {
   mkdirSync(path.join(ROOT, '.data', 'bench'), { recursive: true });

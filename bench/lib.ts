@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -172,4 +172,19 @@ export function postJson(url: string, headers: Record<string, string>, body: str
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** Forks the reference worker (dist/bench/reference-worker.js) and waits until it polls. */
+export async function startReferenceWorker(env: Record<string, string>): Promise<ChildProcess> {
+  const child = ownChild(
+    fork(path.join(__dirname, 'reference-worker.js'), {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    }),
+  );
+  await new Promise<void>((resolve, reject) => {
+    child.once('message', () => resolve());
+    child.once('exit', (code) => reject(new Error(`reference worker exited (${code})`)));
+  });
+  return child;
 }

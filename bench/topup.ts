@@ -1,4 +1,4 @@
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { Ledger } from '../ledger/ledger';
 import { requestHash, sha256 } from '../lib/hash';
 import { createDatabaseIfMissing, migrate } from '../lib/migrate';
 import { startTemporalDevServer } from '../lib/temporal-dev-server';
-import { fmt, openLoop, ownChild, startApiProcess, stats } from './lib';
+import { fmt, openLoop, ownChild, startApiProcess, startReferenceWorker, stats } from './lib';
 
 /**
  * bench/topup: time from the usage event that takes a wallet below its threshold (the POST
@@ -31,20 +31,6 @@ const RATE = Number(process.env.BENCH_RATE ?? 8); // top-ups (and reference work
 const ADMIN_KEY = `bench_admin_${randomUUID()}`;
 const TASK_QUEUE = 'bench-topup';
 const phase = (name: string) => console.error(`${new Date().toISOString()} bench/topup: ${name}`);
-
-async function startReferenceWorker(env: Record<string, string>): Promise<ChildProcess> {
-  const child = ownChild(
-    fork(path.join(__dirname, 'reference-worker.js'), {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    }),
-  );
-  await new Promise<void>((resolve, reject) => {
-    child.once('message', () => resolve());
-    child.once('exit', (code) => reject(new Error(`reference worker exited (${code})`)));
-  });
-  return child;
-}
 
 /** Wallets with 60 credits, a rule (threshold 50, fixed 100, visa): one 20-credit event triggers a top-up. */
 async function seed(pool: Pool, n: number, prefix: string): Promise<string[]> {

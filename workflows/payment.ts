@@ -1,6 +1,7 @@
 import { ActivityFailure, ApplicationFailure, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ChargeDone, PaymentOrder } from '../ledger/payments';
+import { applicationFailure } from './util';
 
 export type PaymentOutcome =
   | { status: 'succeeded'; lotId: string; reference: string; amountMinor: string; currency: string }
@@ -41,11 +42,8 @@ export async function pay(order: PaymentOrder): Promise<PaymentOutcome> {
   try {
     charge = await charger(order.maxAttempts)(order);
   } catch (err) {
-    const cause = err instanceof ActivityFailure ? err.cause : err;
-    if (cause instanceof ApplicationFailure) {
-      const d = (cause.details?.[0] ?? {}) as { code?: string };
-      failure = { code: d.code ?? cause.type ?? 'payment_failed', reason: cause.message };
-    }
+    const f = applicationFailure(err);
+    if (f) failure = { code: f.code ?? f.type ?? 'payment_failed', reason: f.message };
   }
   charge ??= await ledger.findPaymentCharge(order);
   if (charge) {

@@ -10,6 +10,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ClawedBack } from '../ledger/refunds';
+import { applicationFailure } from './util';
 
 /** `refund:<refundId>`: claw back → refund the money → record; a failed refund gives the credits back. */
 export interface RefundInput {
@@ -52,11 +53,9 @@ const gateway = proxyLocalActivities<Activities>({
 const snake = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
 
 function failureOf(err: unknown): { code: string; reason: string } {
+  const f = applicationFailure(err);
+  if (f) return { code: f.code ?? snake(f.type ?? 'refund_failed'), reason: f.message };
   const cause = err instanceof ActivityFailure ? err.cause : err;
-  if (cause instanceof ApplicationFailure) {
-    const d = (cause.details?.[0] ?? {}) as { code?: string };
-    return { code: d.code ?? snake(cause.type ?? 'refund_failed'), reason: cause.message };
-  }
   return { code: 'refund_failed', reason: String((cause as Error)?.message ?? cause) };
 }
 

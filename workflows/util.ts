@@ -1,3 +1,5 @@
+import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
+
 /** Deterministic helpers for workflow code (no I/O). */
 
 /** Runs workflow operations one at a time, in arrival order, so ledger steps never interleave. */
@@ -19,4 +21,12 @@ export function parsePositiveCredits(value: unknown, name: string, opts: { allow
     throw new Error(`${name} must be a decimal string with ≤ 6 decimals`);
   if (!opts.allowZero && /^0(\.0+)?$/.test(value)) throw new Error(`${name} must be greater than 0`);
   if (value.split('.')[0]!.length > 13) throw new Error(`${name} is too large`);
+}
+
+/** The ApplicationFailure behind an activity's failure: its type, message and the gateway's `code`. */
+export function applicationFailure(err: unknown): { code?: string; type?: string; message: string } | null {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (!(cause instanceof ApplicationFailure)) return null;
+  const d = (cause.details?.[0] ?? {}) as { code?: string };
+  return { code: d.code, type: cause.type ?? undefined, message: cause.message };
 }

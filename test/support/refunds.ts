@@ -88,14 +88,4 @@ export async function refundState(pool: Pool, refundId: string) {
   return r.rows[0];
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls until `ok` (bounded); returns the last value either way, so the assertion shows it. */
-export async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v) || Date.now() > deadline) return v;
-    await sleep(200);
-  }
-}
+export { eventually } from './eventually';

@@ -6,6 +6,7 @@ import type { Pool } from '../../db/pool';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
 import { temporalHarness } from '../support/temporal';
+import { eventually } from '../support/eventually';
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let pool: Pool;
@@ -158,12 +159,3 @@ describe('purchases', () => {
     expect(await lots(c)).toHaveLength(1);
   });
 });
-
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v) || Date.now() > until) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}

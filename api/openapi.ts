@@ -167,10 +167,14 @@ const params = {
   refund: z.strictObject({ refundId: s.RefundId.openapi({ example: 'ref_0123456789abcdef' }) }),
 };
 
-const query = {
-  ledger: over(s.LedgerQuery, {
+/** A list's query with its cursor described as what it is (opaque). */
+const paged = (base: z.ZodObject) =>
+  over(base, {
     cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
-  }),
+  });
+
+const query = {
+  ledger: paged(s.LedgerQuery),
   usage: over(s.UsageQuery, {
     from: z.iso
       .datetime({ offset: true })
@@ -184,15 +188,9 @@ const query = {
   hold: s.HoldQuery,
   rateCard: s.RateCardQuery,
   purchase: s.PurchaseQuery,
-  audit: over(s.AuditEventQuery, {
-    cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
-  }),
-  notifications: over(s.NotificationQuery, {
-    cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
-  }),
-  refunds: over(s.RefundListQuery, {
-    cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
-  }),
+  audit: paged(s.AuditEventQuery),
+  notifications: paged(s.NotificationQuery),
+  refunds: paged(s.RefundListQuery),
 };
 
 // ---- Responses ----
@@ -728,9 +726,7 @@ export function buildOpenApi(): object {
   });
 
   // Webhook endpoints (admin)
-  const endpointPage = over(PageQuery, {
-    cursor: z.string().max(200).optional().openapi({ description: 'nextCursor of the previous page (opaque)' }),
-  });
+  const endpointPage = paged(PageQuery);
   v1({
     method: 'post',
     path: '/v1/webhook-endpoints',

@@ -1,4 +1,5 @@
 import { Context, log } from '@temporalio/activity';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import {
   addPage,
   activeHolds,
@@ -11,6 +12,15 @@ import {
 import { withTransaction } from '../db/pool';
 import { notify } from '../ledger/notify';
 import type { ActivityDeps } from './index';
+
+/** Re-read after asking Temporal: a hold released since the page's snapshot is no discrepancy. */
+const stillActive = async (pool: ActivityDeps['pool'], customerId: string, holdId: string) =>
+  (
+    await pool.query(`SELECT 1 FROM holds WHERE customer_id = $1 AND id = $2 AND status = 'active'`, [
+      customerId,
+      holdId,
+    ])
+  ).rowCount === 1;
 
 /** Details of a run's notification are capped: the full list is in the stored report. */
 const NOTIFY_MAX = 100;
@@ -26,34 +36,38 @@ export function reconcileActivities(deps: ActivityDeps) {
     /** One page of wallets after `after`; returns the next cursor (null at the end). */
     async reconcilePage(o: { runId: string; after: string; limit: number; expiryGraceSeconds: number }) {
       Context.current().heartbeat(o.after);
-      const page = await checkPage(deps.pool, { ...o, sandbox: sandbox() });
+      // One snapshot for the page's checks: rows written between two queries are no discrepancy.
+      const { page, holds } = await withTransaction(deps.pool, async (tx) => {
+        await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+        const p = await checkPage(tx, { ...o, sandbox: sandbox() });
+        const last = p.customerIds[p.customerIds.length - 1];
+        return { page: p, holds: last === undefined ? [] : await activeHolds(tx, o.after, last) };
+      });
       Context.current().heartbeat(o.after);
       const found: Discrepancy[] = [...page.discrepancies];
       const notes: string[] = [];
       if (o.after === '' && !sandbox())
         notes.push(`gateway ${deps.gateway?.name ?? 'none'}: ledger-vs-gateway checks skipped (sandbox only)`);
       const last = page.customerIds[page.customerIds.length - 1];
-      if (last !== undefined) {
-        // A hold is active until its reservation workflow releases it: a hold whose workflow is gone is stranded.
-        const holds = await activeHolds(deps.pool, o.after, last);
-        if (holds.length > 0 && !deps.temporal) notes.push('no Temporal client: hold workflows not checked');
-        const client = holds.length > 0 && deps.temporal ? await deps.temporal() : null;
-        for (const h of client ? holds : []) {
-          let status = 'NOT_FOUND';
-          try {
-            status = (await client!.workflow.getHandle(h.workflow_id).describe()).status.name;
-          } catch {
-            /* no such workflow */
-          }
-          Context.current().heartbeat(o.after);
-          if (status !== 'RUNNING')
-            found.push({
-              check: 'holds: an active hold has a running workflow',
-              customerId: h.customer_id,
-              subject: h.id,
-              detail: `hold active, workflow ${h.workflow_id} ${status}`,
-            });
+      // A hold is active until its reservation workflow releases it: a hold whose workflow is gone is stranded.
+      if (holds.length > 0 && !deps.temporal) notes.push('no Temporal client: hold workflows not checked');
+      const client = holds.length > 0 && deps.temporal ? await deps.temporal() : null;
+      for (const h of client ? holds : []) {
+        let status = 'NOT_FOUND';
+        try {
+          status = (await client!.workflow.getHandle(h.workflow_id).describe()).status.name;
+        } catch (err) {
+          // Temporal away is no verdict: the activity retries.
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
         }
+        Context.current().heartbeat(o.after);
+        if (status === 'RUNNING' || !(await stillActive(deps.pool, h.customer_id, h.id))) continue;
+        found.push({
+          check: 'holds: an active hold has a running workflow',
+          customerId: h.customer_id,
+          subject: h.id,
+          detail: `hold active, workflow ${h.workflow_id} ${status}`,
+        });
       }
       await addPage(deps.pool, o.runId, o.after, {
         wallets: page.customerIds.length,

@@ -78,6 +78,11 @@ export function reconcileActivities(deps: ActivityDeps) {
       return { next: last ?? null, wallets: page.customerIds.length, discrepancies: found.length };
     },
 
+    /** A run that cannot finish says so (its partial report stays). */
+    async failReconciliation(o: { runId: string }) {
+      await finishRun(deps.pool, o.runId, true);
+    },
+
     /** Whole-database checks, then the verdict and (if any) ONE notification, in one transaction. */
     async finishReconciliation(o: { runId: string }) {
       const global = await checkGlobal(deps.pool);
@@ -102,14 +107,18 @@ export function reconcileActivities(deps: ActivityDeps) {
                 data: {
                   runId: run.id,
                   date: run.date,
-                  count: run.discrepancies.length,
+                  count: run.summary.discrepancyCount ?? run.discrepancies.length,
                   customers,
                   discrepancies: run.discrepancies.slice(0, NOTIFY_MAX),
                 },
               },
             ]);
         }
-        return { status: run.status, discrepancies: run.discrepancies.length, checkedWallets: run.checked_wallets };
+        return {
+          status: run.status,
+          discrepancies: run.summary.discrepancyCount ?? 0,
+          checkedWallets: run.checked_wallets,
+        };
       });
     },
   };

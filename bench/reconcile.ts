@@ -21,6 +21,7 @@ const PG_PORT = Number(process.env.BENCH_PG_PORT ?? 55512);
 const T_PORT = Number(process.env.BENCH_TEMPORAL_PORT ?? 39312);
 const WALLETS = Number(process.env.BENCH_WALLETS ?? 100_000);
 const TASK_QUEUE = 'bench-reconcile';
+const PAGE_SIZE = Number(process.env.BENCH_PAGE_SIZE ?? 500);
 const phase = (name: string) => console.error(`${new Date().toISOString()} bench/reconcile: ${name}`);
 
 /** A consistent ledger in bulk: per wallet one grant (2 entries) and 9 one-credit debits (18). */
@@ -104,7 +105,7 @@ async function main(): Promise<void> {
   const outcome = await client.workflow.execute(reconcile, {
     workflowId: `reconcile:bench:${runId}`,
     taskQueue: TASK_QUEUE,
-    args: [{ runId }],
+    args: [{ runId, pageSize: PAGE_SIZE }],
   });
   const seconds = (performance.now() - t0) / 1000;
   clearInterval(sampler);
@@ -113,6 +114,7 @@ async function main(): Promise<void> {
     JSON.stringify(
       {
         wallets: WALLETS,
+        pageSize: PAGE_SIZE,
         entries: WALLETS * 20,
         outcome,
         reconcileSeconds: Number(seconds.toFixed(2)),

@@ -8,102 +8,115 @@ import type { Queryable } from './queryable';
  */
 const IN_PAGE = (col: string) => `${col} > $1 AND ${col} <= $2`;
 
+/**
+ * The page's entries are read once (a materialized CTE) and aggregated three ways — per customer,
+ * per lot, per transaction; every check below reads those aggregates, in ONE statement per page.
+ */
+const PAGE_ENTRIES = `
+  e AS MATERIALIZED (SELECT transaction_id, customer_id, account, lot_id, amount FROM ledger_entries
+                      WHERE ${IN_PAGE('customer_id')}),
+  ce AS MATERIALIZED (
+    SELECT customer_id,
+           COALESCE(sum(amount) FILTER (WHERE account = 'available'), 0) AS available,
+           COALESCE(sum(amount) FILTER (WHERE account = 'held'), 0) AS held,
+           COALESCE(sum(amount) FILTER (WHERE lot_id IS NULL AND account IN ('available', 'held')), 0) AS unassigned,
+           COALESCE(sum(amount) FILTER (WHERE lot_id IS NULL AND account = 'held'), 0) AS held_no_lot
+      FROM e GROUP BY customer_id),
+  le AS (SELECT lot_id,
+                COALESCE(sum(amount) FILTER (WHERE account = 'available'), 0) AS available,
+                COALESCE(sum(amount) FILTER (WHERE account = 'held'), 0) AS held
+           FROM e WHERE lot_id IS NOT NULL GROUP BY lot_id),
+  te AS MATERIALIZED (SELECT customer_id, transaction_id, sum(amount) AS total,
+                             COALESCE(sum(amount) FILTER (WHERE account = 'consumed'), 0) AS consumed
+                        FROM e GROUP BY customer_id, transaction_id),
+  w AS MATERIALIZED (SELECT * FROM wallets WHERE ${IN_PAGE('customer_id')}),
+  lots AS MATERIALIZED (SELECT * FROM credit_lots WHERE ${IN_PAGE('customer_id')}),
+  hl AS (SELECT customer_id, hold_id, lot_id, held FROM hold_lots WHERE ${IN_PAGE('customer_id')}),
+  ah AS (SELECT customer_id, sum(held) AS held, sum(overdraft) AS overdraft FROM holds
+          WHERE ${IN_PAGE('customer_id')} AND status = 'active' GROUP BY customer_id)`;
+
 const PAGE_CHECKS: Record<string, string> = {
   'inv1: transaction entries sum to zero': `
-    SELECT customer_id, transaction_id::text AS subject, format('entries sum to %s', sum(amount)) AS detail
-      FROM ledger_entries WHERE ${IN_PAGE('customer_id')} GROUP BY customer_id, transaction_id HAVING sum(amount) <> 0`,
+    SELECT customer_id, transaction_id::text AS subject, format('entries sum to %s', total) AS detail
+      FROM te WHERE total <> 0`,
   'inv2: cached available/held equal entry sums': `
     SELECT w.customer_id, w.customer_id AS subject,
-           format('cached %s/%s, entries %s/%s', w.available, w.held, COALESCE(e.available, 0), COALESCE(e.held, 0)) AS detail
-      FROM wallets w
-      LEFT JOIN (SELECT customer_id,
-                        sum(amount) FILTER (WHERE account = 'available') AS available,
-                        sum(amount) FILTER (WHERE account = 'held') AS held
-                   FROM ledger_entries WHERE ${IN_PAGE('customer_id')} GROUP BY customer_id) e
-        ON e.customer_id = w.customer_id
-     WHERE ${IN_PAGE('w.customer_id')} AND (w.available <> COALESCE(e.available, 0) OR w.held <> COALESCE(e.held, 0))`,
+           format('cached %s/%s, entries %s/%s', w.available, w.held, COALESCE(ce.available, 0), COALESCE(ce.held, 0))
+      FROM w LEFT JOIN ce ON ce.customer_id = w.customer_id
+     WHERE w.available <> COALESCE(ce.available, 0) OR w.held <> COALESCE(ce.held, 0)`,
   'inv3: available + held = Σ lots − arrears': `
     SELECT w.customer_id, w.customer_id AS subject,
-           format('available+held %s, lots %s, arrears %s', w.available + w.held, COALESCE(l.total, 0), w.arrears) AS detail
-      FROM wallets w
-      LEFT JOIN (SELECT customer_id, sum(remaining + held) AS total FROM credit_lots
-                  WHERE ${IN_PAGE('customer_id')} GROUP BY customer_id) l ON l.customer_id = w.customer_id
-     WHERE ${IN_PAGE('w.customer_id')} AND w.available + w.held <> COALESCE(l.total, 0) - w.arrears`,
+           format('available+held %s, lots %s, arrears %s', w.available + w.held, COALESCE(l.total, 0), w.arrears)
+      FROM w LEFT JOIN (SELECT customer_id, sum(remaining + held) AS total FROM lots GROUP BY customer_id) l
+        ON l.customer_id = w.customer_id
+     WHERE w.available + w.held <> COALESCE(l.total, 0) - w.arrears`,
   'inv3: lots within bounds': `
-    SELECT customer_id, id::text AS subject,
-           format('remaining %s held %s original %s', remaining, held, original) AS detail
-      FROM credit_lots WHERE ${IN_PAGE('customer_id')} AND (remaining < 0 OR held < 0 OR remaining + held > original)`,
+    SELECT customer_id, id::text, format('remaining %s held %s original %s', remaining, held, original)
+      FROM lots WHERE remaining < 0 OR held < 0 OR remaining + held > original`,
   'inv3: each lot equals its entries': `
-    SELECT l.customer_id, l.id::text AS subject,
-           format('lot %s/%s, entries %s/%s', l.remaining, l.held, COALESCE(e.available, 0), COALESCE(e.held, 0)) AS detail
-      FROM credit_lots l
-      LEFT JOIN (SELECT lot_id,
-                        sum(amount) FILTER (WHERE account = 'available') AS available,
-                        sum(amount) FILTER (WHERE account = 'held') AS held
-                   FROM ledger_entries WHERE ${IN_PAGE('customer_id')} AND lot_id IS NOT NULL GROUP BY lot_id) e
-        ON e.lot_id = l.id
-     WHERE ${IN_PAGE('l.customer_id')} AND (l.remaining <> COALESCE(e.available, 0) OR l.held <> COALESCE(e.held, 0))`,
+    SELECT l.customer_id, l.id::text,
+           format('lot %s/%s, entries %s/%s', l.remaining, l.held, COALESCE(le.available, 0), COALESCE(le.held, 0))
+      FROM lots l LEFT JOIN le ON le.lot_id = l.id
+     WHERE l.remaining <> COALESCE(le.available, 0) OR l.held <> COALESCE(le.held, 0)`,
   'inv3: arrears equal the unassigned available entries': `
-    SELECT w.customer_id, w.customer_id AS subject, format('arrears %s, unassigned %s', w.arrears, COALESCE(e.s, 0)) AS detail
-      FROM wallets w
-      LEFT JOIN (SELECT customer_id, sum(amount) AS s FROM ledger_entries
-                  WHERE ${IN_PAGE('customer_id')} AND lot_id IS NULL AND account IN ('available', 'held')
-                  GROUP BY customer_id) e ON e.customer_id = w.customer_id
-     WHERE ${IN_PAGE('w.customer_id')} AND -w.arrears <> COALESCE(e.s, 0)`,
+    SELECT w.customer_id, w.customer_id, format('arrears %s, unassigned %s', w.arrears, COALESCE(ce.unassigned, 0))
+      FROM w LEFT JOIN ce ON ce.customer_id = w.customer_id
+     WHERE -w.arrears <> COALESCE(ce.unassigned, 0)`,
   'inv4: one transaction per idempotency key, each with its record': `
-    SELECT t.customer_id, t.idempotency_key AS subject, 'no idempotency record' AS detail
+    SELECT t.customer_id, t.idempotency_key, 'no idempotency record'
       FROM ledger_transactions t LEFT JOIN idempotency_keys k ON k.key = t.idempotency_key
      WHERE ${IN_PAGE('t.customer_id')} AND k.key IS NULL AND t.type <> 'usage'`,
   'inv4: each usage transaction debits exactly its events': `
-    SELECT t.customer_id, t.id::text AS subject, format('consumed %s, events %s', COALESCE(c.s, 0), COALESCE(ev.s, 0)) AS detail
+    SELECT t.customer_id, t.id::text, format('consumed %s, events %s', COALESCE(te.consumed, 0), COALESCE(ev.s, 0))
       FROM ledger_transactions t
-      LEFT JOIN (SELECT transaction_id, sum(amount) s FROM ledger_entries
-                  WHERE ${IN_PAGE('customer_id')} AND account = 'consumed' GROUP BY transaction_id) c
-        ON c.transaction_id = t.id
+      LEFT JOIN te ON te.transaction_id = t.id
       LEFT JOIN (SELECT transaction_id, sum(credits) s FROM usage_events
                   WHERE ${IN_PAGE('customer_id')} GROUP BY transaction_id) ev ON ev.transaction_id = t.id
-     WHERE ${IN_PAGE('t.customer_id')} AND t.type = 'usage' AND COALESCE(c.s, 0) <> COALESCE(ev.s, 0)`,
+     WHERE ${IN_PAGE('t.customer_id')} AND t.type = 'usage' AND COALESCE(te.consumed, 0) <> COALESCE(ev.s, 0)`,
   'holds: each lot is held exactly by its holds': `
-    SELECT l.customer_id, l.id::text AS subject, format('lot held %s, holds %s', l.held, COALESCE(h.s, 0)) AS detail
-      FROM credit_lots l
-      LEFT JOIN (SELECT lot_id, sum(held) s FROM hold_lots WHERE ${IN_PAGE('customer_id')} GROUP BY lot_id) h
-        ON h.lot_id = l.id
-     WHERE ${IN_PAGE('l.customer_id')} AND l.held <> COALESCE(h.s, 0)`,
+    SELECT l.customer_id, l.id::text, format('lot held %s, holds %s', l.held, COALESCE(h.s, 0))
+      FROM lots l LEFT JOIN (SELECT lot_id, sum(held) s FROM hl GROUP BY lot_id) h ON h.lot_id = l.id
+     WHERE l.held <> COALESCE(h.s, 0)`,
   'holds: a hold holds the sum of its lots and its overdraft; a finished hold holds nothing': `
-    SELECT h.customer_id, h.id AS subject,
-           format('%s holds %s, lots %s, overdraft %s', h.status, h.held, COALESCE(x.s, 0), h.overdraft) AS detail
+    SELECT h.customer_id, h.id, format('%s holds %s, lots %s, overdraft %s', h.status, h.held, COALESCE(x.s, 0), h.overdraft)
       FROM holds h
-      LEFT JOIN (SELECT customer_id, hold_id, sum(held) s FROM hold_lots WHERE ${IN_PAGE('customer_id')} GROUP BY 1, 2) x
+      LEFT JOIN (SELECT customer_id, hold_id, sum(held) s FROM hl GROUP BY 1, 2) x
         ON x.customer_id = h.customer_id AND x.hold_id = h.id
      WHERE ${IN_PAGE('h.customer_id')}
        AND (h.held <> COALESCE(x.s, 0) + h.overdraft OR (h.status <> 'active' AND h.held <> 0))`,
+  'holds: credits held on no lot are the active holds’ overdraft parts': `
+    SELECT w.customer_id, w.customer_id,
+           format('held on no lot %s, overdraft of holds %s', COALESCE(ce.held_no_lot, 0), COALESCE(ah.overdraft, 0))
+      FROM w LEFT JOIN ce ON ce.customer_id = w.customer_id LEFT JOIN ah ON ah.customer_id = w.customer_id
+     WHERE COALESCE(ce.held_no_lot, 0) <> COALESCE(ah.overdraft, 0)`,
   'holds: a wallet holds what its active holds hold': `
-    SELECT w.customer_id, w.customer_id AS subject, format('wallet held %s, holds %s', w.held, COALESCE(h.s, 0)) AS detail
-      FROM wallets w
-      LEFT JOIN (SELECT customer_id, sum(held) s FROM holds WHERE ${IN_PAGE('customer_id')} AND status = 'active'
-                  GROUP BY 1) h ON h.customer_id = w.customer_id
-     WHERE ${IN_PAGE('w.customer_id')} AND w.held <> COALESCE(h.s, 0)`,
+    SELECT w.customer_id, w.customer_id, format('wallet held %s, holds %s', w.held, COALESCE(ah.held, 0))
+      FROM w LEFT JOIN ah ON ah.customer_id = w.customer_id
+     WHERE w.held <> COALESCE(ah.held, 0)`,
   'inv9: a succeeded payment has its purchased lot, cost basis = the charge': `
-    SELECT p.customer_id, p.id AS subject,
+    SELECT p.customer_id, p.id,
            format('lot %s kind %s cost %s %s ref %s original %s; payment %s %s ref %s credits %s',
                   l.id, l.kind, l.cost_amount_minor, l.cost_currency, l.payment_reference, l.original,
-                  p.amount_minor, p.currency, p.payment_reference, p.credits) AS detail
-      FROM payments p LEFT JOIN credit_lots l ON l.id = p.lot_id
+                  p.amount_minor, p.currency, p.payment_reference, p.credits)
+      FROM payments p LEFT JOIN lots l ON l.id = p.lot_id
      WHERE ${IN_PAGE('p.customer_id')} AND p.status = 'succeeded'
        AND (l.id IS NULL OR l.customer_id <> p.customer_id OR l.kind <> 'purchased'
             OR l.payment_reference IS DISTINCT FROM p.payment_reference
             OR l.cost_amount_minor IS DISTINCT FROM p.amount_minor
             OR l.cost_currency IS DISTINCT FROM p.currency OR l.original <> p.credits)`,
   'inv9: a payment that did not succeed has no lot': `
-    SELECT customer_id, id AS subject, format('%s with lot %s', status, lot_id) AS detail
+    SELECT customer_id, id, format('%s with lot %s', status, lot_id)
       FROM payments WHERE ${IN_PAGE('customer_id')} AND status <> 'succeeded' AND lot_id IS NOT NULL`,
   'lots: expired lot still holds a remainder': `
-    SELECT customer_id, id::text AS subject,
-           format('expired at %s, %s remaining, %s held, status %s', expires_at, remaining, held, status) AS detail
-      FROM credit_lots
-     WHERE ${IN_PAGE('customer_id')} AND status = 'active' AND remaining > 0
-       AND expires_at < now() - make_interval(secs => $3)`,
+    SELECT customer_id, id::text,
+           format('expired at %s, %s remaining, %s held, status %s', expires_at, remaining, held, status)
+      FROM lots WHERE status = 'active' AND remaining > 0 AND expires_at < now() - make_interval(secs => $3)`,
 };
+const PAGE_NAMES = Object.keys(PAGE_CHECKS);
+/** Every page check in one statement: `k` indexes PAGE_NAMES. */
+const PAGE_SQL = `WITH ${PAGE_ENTRIES}\n${Object.values(PAGE_CHECKS)
+  .map((sql, k) => `SELECT ${k} AS k, x.* FROM (${sql}) AS x(customer_id, subject, detail)`)
+  .join('\nUNION ALL\n')}`;
 
 /** Ledger vs the sandbox gateway, whose charges and refunds we can read (the gateway's own tables). */
 const SANDBOX_CHECKS: Record<string, string> = {
@@ -199,7 +212,12 @@ export async function checkPage(
   if (ids.length === 0) return { customerIds: ids, discrepancies: [], checked };
   const range = [o.after, ids[ids.length - 1]];
   const out: Discrepancy[] = [];
-  await run(q, PAGE_CHECKS, [...range, o.expiryGraceSeconds], out);
+  const res = await q.query<{ k: number; customer_id: string; subject: string; detail: string }>(PAGE_SQL, [
+    ...range,
+    o.expiryGraceSeconds,
+  ]);
+  for (const r of res.rows)
+    out.push({ check: PAGE_NAMES[r.k]!, customerId: r.customer_id, subject: r.subject, detail: r.detail });
   if (o.sandbox) await run(q, SANDBOX_CHECKS, range, out);
   const counts = await q.query<{ lots: string; transactions: string; events: string; payments: string }>(
     `SELECT (SELECT count(*) FROM credit_lots WHERE ${IN_PAGE('customer_id')}) AS lots,
@@ -244,7 +262,7 @@ export interface RunRow {
   finished_at: Date | null;
   checked_wallets: string;
   discrepancies: Discrepancy[];
-  summary: { pagesDone: string[]; checked?: Checked; notes?: string[] };
+  summary: { pagesDone: string[]; checked?: Checked; notes?: string[]; discrepancyCount?: number };
 }
 
 const COLUMNS = `id, to_char(date, 'YYYY-MM-DD') AS date, workflow_id, status, started_at, finished_at,
@@ -257,6 +275,9 @@ export async function startRun(q: Queryable, o: { id: string; date: string; work
   );
 }
 
+/** Discrepancies kept in a report (all are counted). */
+export const STORED_MAX = 10_000;
+
 /** Adds a page's results once: a retried activity finds its cursor in pagesDone and adds nothing. */
 export async function addPage(
   q: Queryable,
@@ -267,12 +288,16 @@ export async function addPage(
   await q.query(
     `UPDATE reconciliation_runs
         SET checked_wallets = checked_wallets + $3,
-            discrepancies = discrepancies || $4::jsonb,
+            -- bounded: a wholly broken ledger must not make a row of gigabytes (the count stays exact)
+            discrepancies = CASE WHEN jsonb_array_length(discrepancies) >= $7 THEN discrepancies
+                                 ELSE discrepancies || $4::jsonb END,
             summary = jsonb_set(
               jsonb_set(summary, '{pagesDone}', (summary->'pagesDone') || to_jsonb($2::text)),
               '{checked}',
               (SELECT jsonb_object_agg(k, COALESCE((summary->'checked'->>k)::bigint, 0) + (v #>> '{}')::bigint)
                  FROM jsonb_each($5::jsonb) AS x(k, v)))
+            || jsonb_build_object('discrepancyCount',
+                                  COALESCE((summary->>'discrepancyCount')::bigint, 0) + jsonb_array_length($4::jsonb))
             || CASE WHEN $6::jsonb = '[]'::jsonb THEN '{}'::jsonb
                     ELSE jsonb_build_object('notes', COALESCE(summary->'notes', '[]'::jsonb) || $6::jsonb) END
       WHERE id = $1 AND status = 'running' AND NOT (summary->'pagesDone' ? $2)`,
@@ -283,6 +308,7 @@ export async function addPage(
       JSON.stringify(page.discrepancies),
       JSON.stringify(page.checked),
       JSON.stringify(page.notes ?? []),
+      STORED_MAX,
     ],
   );
 }
@@ -290,7 +316,7 @@ export async function addPage(
 export async function finishRun(q: Queryable, runId: string, failed = false): Promise<RunRow | null> {
   const res = await q.query<RunRow>(
     `UPDATE reconciliation_runs
-        SET status = CASE WHEN $2 THEN 'failed' WHEN jsonb_array_length(discrepancies) > 0 THEN 'discrepancies'
+        SET status = CASE WHEN $2 THEN 'failed' WHEN COALESCE((summary->>'discrepancyCount')::bigint, 0) > 0 THEN 'discrepancies'
                           ELSE 'clean' END,
             finished_at = now()
       WHERE id = $1 AND status = 'running' RETURNING ${COLUMNS}`,
@@ -310,3 +336,6 @@ export async function latestRun(q: Queryable): Promise<RunRow | null> {
   );
   return res.rows[0] ?? null;
 }
+
+/** For bench profiling. */
+export const __PAGE_SQL = PAGE_SQL;

@@ -1,7 +1,7 @@
 import { continueAsNew, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 
-const { startReconciliation, finishReconciliation } = proxyActivities<Activities>({
+const { startReconciliation, finishReconciliation, failReconciliation } = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
 });
@@ -41,10 +41,14 @@ export async function reconcile(input: ReconcileInput = {}) {
   const expiryGraceSeconds = input.expiryGraceSeconds ?? 3600;
   if (input.cursor === undefined) await startReconciliation({ runId, date, workflowId: workflowInfo().workflowId });
   let cursor: string | null = input.cursor ?? '';
-  for (let i = 0; i < pagesPerRun && cursor !== null; i++) {
-    cursor = (await reconcilePage({ runId, after: cursor, limit: pageSize, expiryGraceSeconds })).next;
+  try {
+    for (let i = 0; i < pagesPerRun && cursor !== null; i++) {
+      cursor = (await reconcilePage({ runId, after: cursor, limit: pageSize, expiryGraceSeconds })).next;
+    }
+    if (cursor === null) return await finishReconciliation({ runId });
+  } catch (err) {
+    await failReconciliation({ runId });
+    throw err;
   }
-  if (cursor !== null)
-    await continueAsNew<typeof reconcile>({ ...input, runId, date, pageSize, pagesPerRun, expiryGraceSeconds, cursor });
-  return finishReconciliation({ runId });
+  return continueAsNew<typeof reconcile>({ ...input, runId, date, pageSize, pagesPerRun, expiryGraceSeconds, cursor });
 }

@@ -37,6 +37,8 @@ const view = (r: RunRow) => ({
   startedAt: r.started_at.toISOString(),
   finishedAt: r.finished_at?.toISOString() ?? null,
   checked: { wallets: 0, lots: 0, transactions: 0, events: 0, payments: 0, ...r.summary.checked },
+  discrepancyCount: r.summary.discrepancyCount ?? r.discrepancies.length,
+  /** At most STORED_MAX are kept; discrepancyCount counts them all. */
   discrepancies: r.discrepancies,
   notes: r.summary.notes ?? [],
 });

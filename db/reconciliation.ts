@@ -336,6 +336,3 @@ export async function latestRun(q: Queryable): Promise<RunRow | null> {
   );
   return res.rows[0] ?? null;
 }
-
-/** For bench profiling. */
-export const __PAGE_SQL = PAGE_SQL;

@@ -48,6 +48,7 @@ afterAll(async () => {
 interface Report {
   id: string;
   status: string;
+  discrepancyCount: number;
   checked: Record<string, number>;
   discrepancies: { check: string; customerId: string | null; subject: string; detail: string }[];
 }
@@ -160,6 +161,7 @@ describe('reconciliation (real Temporal, Postgres, sandbox)', () => {
     const latest = await call(api.url, 'GET', '/v1/reconciliation/latest', { key: admin });
     expect(latest.body).toMatchObject({ id: runId, status: 'clean' });
     expect((await call(api.url, 'POST', '/v1/reconciliation/runs', { key: service, json: {} })).status).toBe(403);
+    expect((await call(api.url, 'GET', '/v1/reconciliation/runs/nope', { key: admin })).status).toBe(404);
   }, 40_000);
 
   it('each kind of damage is reported with its customer and detail, one notification per run, nothing fixed', async () => {
@@ -237,6 +239,7 @@ describe('reconciliation (real Temporal, Postgres, sandbox)', () => {
       [last.id],
     );
     expect(n.rows[0]!.payload.count).toBe(last.discrepancies.length);
+    expect(last.discrepancyCount).toBe(last.discrepancies.length);
     expect(n.rows[0]!.payload.customers).toEqual(expect.arrayContaining([cache, stranded]));
   }, 60_000);
 

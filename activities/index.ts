@@ -29,6 +29,7 @@ import { isGatewayError, type PaymentGateway } from '../payments/gateway';
 import type { TopUpTrigger } from '../client/topups';
 import { purchase, type PurchaseInput } from '../workflows/purchase';
 import { webhookActivities } from './webhooks';
+import { reconcileActivities } from './reconcile';
 
 export interface ActivityDeps {
   pool: Pool;
@@ -184,6 +185,7 @@ export function createActivities(deps: ActivityDeps) {
   const debited = (customerId: string) => deps.topUps?.check([customerId]);
   return {
     ...webhookActivities(deps),
+    ...reconcileActivities(deps),
     /** Connectivity check: proves the worker reaches Postgres. */
     async databaseTime(): Promise<string> {
       const r = await deps.pool.query<{ now: Date }>('SELECT now() AS now');

@@ -28,6 +28,7 @@ import { refundRoutes } from './routes/refunds';
 import { correctionRoutes } from './routes/corrections';
 import { alertRoutes } from './routes/alerts';
 import { webhookRoutes } from './routes/webhooks';
+import { reconciliationRoutes, type StartReconciliation } from './routes/reconciliation';
 
 export interface AppDeps {
   pool: Pool;
@@ -49,6 +50,8 @@ export interface AppDeps {
   topUps?: TopUpTrigger;
   /** Starts a webhook endpoint's delivery workflow. */
   webhooks?: (endpointId: string) => Promise<void>;
+  /** Starts a reconciliation run now. */
+  reconciliation?: StartReconciliation;
   bodyLimit?: string;
   clock?: () => Date;
 }
@@ -179,6 +182,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(auditRoutes({ pool: deps.pool }));
   v1.use(alertRoutes({ pool: deps.pool }));
   v1.use(webhookRoutes({ pool: deps.pool, start: deps.webhooks, logger: deps.logger }));
+  v1.use(reconciliationRoutes({ pool: deps.pool, start: deps.reconciliation }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => {

@@ -14,6 +14,7 @@ import { createApp } from './app';
 import { PaymentsClient } from '../client/payments';
 import { TopUpTrigger } from '../client/topups';
 import { createGateway } from '../payments';
+import { reconciliationStarter } from './routes/reconciliation';
 import { startWebhookDelivery } from '../webhooks/workflows';
 
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
     payments: async () => (paymentsClient ??= new PaymentsClient(await temporal.client(), config.TEMPORAL_TASK_QUEUE)),
     topUps,
     webhooks: async (id) => startWebhookDelivery(await temporal.client(), config.TEMPORAL_TASK_QUEUE, id),
+    reconciliation: async () => reconciliationStarter(await temporal.client(), config.TEMPORAL_TASK_QUEUE)(),
     bodyLimit: config.BODY_LIMIT,
   });
   const server: Server = app.listen(config.PORT, config.HOST, () => {

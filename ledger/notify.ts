@@ -21,6 +21,13 @@ export interface NotificationData {
   'topup.burst': PaymentRef & { maxPerDay: number; today: number; day: string };
   'refund.succeeded': RefundData & { refundReference: string | null };
   'refund.failed': RefundData & { code: string; reason: string; creditsRestored: string };
+  'reconciliation.discrepancy': {
+    runId: string;
+    date: string;
+    count: number;
+    customers: string[];
+    discrepancies: unknown[];
+  };
 }
 
 // Type aliases, not interfaces: the outbox payload is a plain record.

@@ -25,6 +25,8 @@ export const configSchema = z
     GATEWAY_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
     /** Webhook hosts (names or IPs, comma-separated) allowed although private or loopback (production mode). */
     WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
+    /** When the reconciliation Schedule runs (cron, UTC; API.md "Operations"). */
+    RECONCILIATION_CRON: z.string().min(9).default('0 2 * * *'),
   })
   .superRefine((c, ctx) => {
     if (c.PAYMENT_GATEWAY === 'stripe' && !c.STRIPE_SECRET_KEY)

@@ -7,3 +7,4 @@ export * from './purchase';
 export * from './topup';
 export * from './refund';
 export * from './webhooks';
+export * from './reconcile';

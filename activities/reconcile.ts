@@ -1,0 +1,125 @@
+import { Context, log } from '@temporalio/activity';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import {
+  addPage,
+  activeHolds,
+  checkGlobal,
+  checkPage,
+  finishRun,
+  startRun,
+  type Discrepancy,
+} from '../db/reconciliation';
+import { withTransaction } from '../db/pool';
+import { notify } from '../ledger/notify';
+import type { ActivityDeps } from './index';
+
+/** Re-read after asking Temporal: a hold released since the page's snapshot is no discrepancy. */
+const stillActive = async (pool: ActivityDeps['pool'], customerId: string, holdId: string) =>
+  (
+    await pool.query(`SELECT 1 FROM holds WHERE customer_id = $1 AND id = $2 AND status = 'active'`, [
+      customerId,
+      holdId,
+    ])
+  ).rowCount === 1;
+
+/** Details of a run's notification are capped: the full list is in the stored report. */
+const NOTIFY_MAX = 100;
+
+/** Reconciliation reads and reports; it never moves credits or money. */
+export function reconcileActivities(deps: ActivityDeps) {
+  const sandbox = () => deps.gateway?.name === 'sandbox';
+  return {
+    async startReconciliation(o: { runId: string; date: string; workflowId: string }) {
+      await startRun(deps.pool, { id: o.runId, date: o.date, workflowId: o.workflowId });
+    },
+
+    /** One page of wallets after `after`; returns the next cursor (null at the end). */
+    async reconcilePage(o: { runId: string; after: string; limit: number; expiryGraceSeconds: number }) {
+      Context.current().heartbeat(o.after);
+      // One snapshot for the page's checks: rows written between two queries are no discrepancy.
+      const { page, holds } = await withTransaction(deps.pool, async (tx) => {
+        await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+        const p = await checkPage(tx, { ...o, sandbox: sandbox() });
+        const last = p.customerIds[p.customerIds.length - 1];
+        return { page: p, holds: last === undefined ? [] : await activeHolds(tx, o.after, last) };
+      });
+      Context.current().heartbeat(o.after);
+      const found: Discrepancy[] = [...page.discrepancies];
+      const notes: string[] = [];
+      if (o.after === '' && !sandbox())
+        notes.push(`gateway ${deps.gateway?.name ?? 'none'}: ledger-vs-gateway checks skipped (sandbox only)`);
+      const last = page.customerIds[page.customerIds.length - 1];
+      // A hold is active until its reservation workflow releases it: a hold whose workflow is gone is stranded.
+      if (holds.length > 0 && !deps.temporal) notes.push('no Temporal client: hold workflows not checked');
+      const client = holds.length > 0 && deps.temporal ? await deps.temporal() : null;
+      for (const h of client ? holds : []) {
+        let status = 'NOT_FOUND';
+        try {
+          status = (await client!.workflow.getHandle(h.workflow_id).describe()).status.name;
+        } catch (err) {
+          // Temporal away is no verdict: the activity retries.
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        }
+        Context.current().heartbeat(o.after);
+        if (status === 'RUNNING' || !(await stillActive(deps.pool, h.customer_id, h.id))) continue;
+        found.push({
+          check: 'holds: an active hold has a running workflow',
+          customerId: h.customer_id,
+          subject: h.id,
+          detail: `hold active, workflow ${h.workflow_id} ${status}`,
+        });
+      }
+      await addPage(deps.pool, o.runId, o.after, {
+        wallets: page.customerIds.length,
+        discrepancies: found,
+        checked: page.checked,
+        notes,
+      });
+      return { next: last ?? null, wallets: page.customerIds.length, discrepancies: found.length };
+    },
+
+    /** A run that cannot finish says so (its partial report stays). */
+    async failReconciliation(o: { runId: string }) {
+      await finishRun(deps.pool, o.runId, true);
+    },
+
+    /** Whole-database checks, then the verdict and (if any) ONE notification, in one transaction. */
+    async finishReconciliation(o: { runId: string }) {
+      const global = await checkGlobal(deps.pool);
+      await addPage(deps.pool, o.runId, '<global>', {
+        wallets: 0,
+        discrepancies: global,
+        checked: { wallets: 0, lots: 0, transactions: 0, events: 0, payments: 0 },
+      });
+      return withTransaction(deps.pool, async (tx) => {
+        const run = await finishRun(tx, o.runId);
+        if (!run) return null; // finished by an earlier attempt
+        const customers = [...new Set(run.discrepancies.map((d) => d.customerId).filter((c): c is string => !!c))];
+        if (run.status === 'discrepancies') {
+          // The outbox needs a customer: the run's notification goes under its first discrepant one.
+          if (customers.length === 0) log.error('reconciliation: discrepancies with no customer, not notified');
+          else
+            await notify(tx, [
+              {
+                type: 'reconciliation.discrepancy',
+                customerId: customers[0]!,
+                dedupeKey: `reconciliation.discrepancy:${run.id}`,
+                data: {
+                  runId: run.id,
+                  date: run.date,
+                  count: run.summary.discrepancyCount ?? run.discrepancies.length,
+                  customers,
+                  discrepancies: run.discrepancies.slice(0, NOTIFY_MAX),
+                },
+              },
+            ]);
+        }
+        return {
+          status: run.status,
+          discrepancies: run.summary.discrepancyCount ?? 0,
+          checkedWallets: run.checked_wallets,
+        };
+      });
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import { continueAsNew, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+
+const { startReconciliation, finishReconciliation, failReconciliation } = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
+});
+// One page per activity, heartbeating: a lost worker is noticed in a minute, not at the timeout.
+const { reconcilePage } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
+});
+
+export interface ReconcileInput {
+  /** Set by the API (its 202 answers it); a scheduled run makes its own. */
+  runId?: string;
+  /** YYYY-MM-DD; default: the day the run started (UTC). */
+  date?: string;
+  /** Wallets per page activity (2,000: ~0.1 s a page on the bench's ledger). */
+  pageSize?: number;
+  /** Pages per workflow run before continue-as-new (the history stays small). */
+  pagesPerRun?: number;
+  /** Lots past expiry by more than this, with a remainder, are reported. */
+  expiryGraceSeconds?: number;
+  /** Carried over continue-as-new: the last customer id checked. */
+  cursor?: string;
+}
+
+export const reconcileWorkflowId = (date: string, runId: string) => `reconcile:${date}:${runId}`;
+
+/**
+ * Reconciliation: every wallet, page by page (keyset on customer id), checked from the ledger's
+ * entries and the gateway; the report accumulates in the run row, so continue-as-new carries only
+ * the cursor. Reads and reports; never fixes.
+ */
+export async function reconcile(input: ReconcileInput = {}) {
+  const runId = input.runId ?? uuid4();
+  const date = input.date ?? new Date(workflowInfo().startTime.getTime()).toISOString().slice(0, 10);
+  const pageSize = input.pageSize ?? 2000;
+  const pagesPerRun = input.pagesPerRun ?? 50;
+  const expiryGraceSeconds = input.expiryGraceSeconds ?? 3600;
+  if (input.cursor === undefined) await startReconciliation({ runId, date, workflowId: workflowInfo().workflowId });
+  let cursor: string | null = input.cursor ?? '';
+  try {
+    for (let i = 0; i < pagesPerRun && cursor !== null; i++) {
+      cursor = (await reconcilePage({ runId, after: cursor, limit: pageSize, expiryGraceSeconds })).next;
+    }
+    if (cursor === null) return await finishReconciliation({ runId });
+  } catch (err) {
+    await failReconciliation({ runId });
+    throw err;
+  }
+  return continueAsNew<typeof reconcile>({ ...input, runId, date, pageSize, pagesPerRun, expiryGraceSeconds, cursor });
+}

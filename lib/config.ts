@@ -27,6 +27,22 @@ export const configSchema = z
     WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
     /** When the reconciliation Schedule runs (cron, UTC; API.md "Operations"). */
     RECONCILIATION_CRON: z.string().min(9).default('0 2 * * *'),
+    /** Kafka ingestion (ingest/consumer.ts): brokers, comma-separated host:port. */
+    KAFKA_BROKERS: z.string().min(1).default('127.0.0.1:9092'),
+    /** The usage topic (key = customer id); rejected records go to `<topic>.rejected`. */
+    KAFKA_TOPIC: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,240}$/, 'KAFKA_TOPIC: 1–240 of A-Za-z0-9._-')
+      .default('creditflow.usage'),
+    KAFKA_GROUP_ID: z.string().min(1).default('creditflow-ingest'),
+    /** Partitions of the topics the consumer creates when they are missing. */
+    KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().min(1).max(10_000).default(4),
+    /** Records per batch (one commit of offsets per batch, after the database commit). */
+    KAFKA_BATCH_MAX: z.coerce.number().int().min(1).max(100_000).default(4000),
+    /** A consumer silent this long is dropped from the group and its partitions reassigned. */
+    KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).max(300_000).default(10_000),
+    /** The consumer's own /metrics (lag, outcomes) and /healthz; 0 picks a free port. */
+    CONSUMER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   })
   .superRefine((c, ctx) => {
     if (c.PAYMENT_GATEWAY === 'stripe' && !c.STRIPE_SECRET_KEY)

@@ -120,6 +120,11 @@ async function main(): Promise<void> {
   });
   const brokers = values.brokers.split(',');
   const json = (v: unknown) => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : x));
+  // Into a pipe, stdout is written asynchronously: exit only after it is flushed.
+  const print = (lines: string[]) =>
+    new Promise<void>((resolve, reject) =>
+      process.stdout.write(lines.map((l) => `${l}\n`).join(''), (err) => (err ? reject(err) : resolve())),
+    );
   switch (positionals[0]) {
     case 'produce': {
       const records = (await lines(values.file)).map((line): RawRecord => {
@@ -131,14 +136,14 @@ async function main(): Promise<void> {
         };
       });
       await produce(brokers, values.topic, records);
-      console.log(json({ produced: records.length, topic: values.topic }));
+      await print([json({ produced: records.length, topic: values.topic })]);
       break;
     }
     case 'read':
-      for (const r of await readAll(brokers, values.topic)) console.log(json(r));
+      await print((await readAll(brokers, values.topic)).map(json));
       break;
     case 'offsets':
-      console.log(json(await groupOffsets(brokers, values.topic, values.group)));
+      await print([json(await groupOffsets(brokers, values.topic, values.group))]);
       break;
     default:
       throw new Error('usage: kafka-tool.js produce|read|offsets [--brokers] [--topic] [--group] [--file] [--raw]');

@@ -199,3 +199,109 @@ test('an event produced twice, or sent by HTTP and by Kafka in either order, is 
   c.proc.kill('SIGTERM');
   expect(await c.exited).toEqual({ code: 0, signal: null });
 });
+
+test('100,000 events over 4 partitions, two consumers, one SIGKILLed midway and restarted: every event debited exactly once, poison dead-lettered, offsets never ahead of the database', async () => {
+  const topic = `usage-${run}-b`;
+  const group = `g-${run}-b`;
+  const N = 100_000;
+  const GRANT = 1_000_000n;
+  const ids = await customers(`b${run}-`, 200, String(GRANT));
+  const quantity = (i: number) => 1 + (i % 7);
+  const records: Record_[] = [];
+  const poisonAt = new Set<number>();
+  for (let i = 0; i < N; i++) {
+    records.push(record(event(`b-${i}`, ids[i % ids.length]!, quantity(i))));
+    if (i % 5000 === 2500) {
+      poisonAt.add(records.length);
+      records.push({ key: ids[i % ids.length], value: `{"id":"poison-${i}"` });
+    }
+  }
+
+  let a = await consumer(topic, group);
+  const b = await consumer(topic, group);
+  // Rebalancing: the two share the four partitions.
+  const shared = async () => [await lagSeries(a.metrics), await lagSeries(b.metrics)];
+  const [la, lb] = await eventually(shared, ([x, y]) => x!.size > 0 && y!.size > 0 && x!.size + y!.size === 4);
+  expect([...la!.keys(), ...lb!.keys()].sort()).toEqual([0, 1, 2, 3]);
+
+  const stored = async () =>
+    new Set(
+      (await pool.query<{ id: string }>(`SELECT id FROM usage_events WHERE id LIKE 'b-%'`)).rows.map((r) => r.id),
+    );
+  // Samples of (committed offsets, then the events in the database): whatever was committed
+  // before the database was read must be in it.
+  const samples: { committed: bigint[]; ids: Set<string> }[] = [];
+  const sample = async () => {
+    const { committed } = await offsets(kafka.brokers, topic, group);
+    samples.push({ committed, ids: await stored() });
+    return samples.at(-1)!.ids.size;
+  };
+
+  const producing = produce(kafka.brokers, topic, records);
+  await eventually(sample, (n) => n >= 30_000, 120_000);
+  a.proc.kill('SIGKILL');
+  expect(await a.exited).toEqual({ code: null, signal: 'SIGKILL' });
+  await sample();
+  // The survivor takes over all four partitions once the dead member's session expires.
+  expect(
+    (
+      await eventually(
+        () => lagSeries(b.metrics),
+        (l) => l.size === 4,
+      )
+    ).size,
+  ).toBe(4);
+  a = await consumer(topic, group);
+  await producing;
+  const done = await eventually(sample, (n) => n === N, 180_000);
+  expect(done).toBe(N);
+  await drained(topic, group);
+  await sample();
+
+  // Exactly once: the count, and the money per customer and in total.
+  const sums = await pool.query<{ customer_id: string; n: string; credits: string }>(
+    `SELECT customer_id, count(*) n, sum(credits)::text credits FROM usage_events WHERE id LIKE 'b-%' GROUP BY customer_id`,
+  );
+  expect(sums.rows.reduce((s, r) => s + Number(r.n), 0)).toBe(N);
+  const expected = new Map<string, bigint>();
+  for (let i = 0; i < N; i++) {
+    const c = ids[i % ids.length]!;
+    expected.set(c, (expected.get(c) ?? 0n) + BigInt(quantity(i)) * MICROS);
+  }
+  for (const r of sums.rows) expect(BigInt(r.credits)).toBe(expected.get(r.customer_id));
+  const ledger = await pool.query<{ customer_id: string; available: string; entries: string }>(
+    `SELECT w.customer_id, w.available::text, (SELECT sum(amount) FROM ledger_entries e
+        WHERE e.customer_id = w.customer_id AND e.account = 'available')::text entries
+       FROM wallets w WHERE w.customer_id = ANY($1)`,
+    [ids],
+  );
+  for (const r of ledger.rows) {
+    expect(BigInt(r.available)).toBe(GRANT * MICROS - expected.get(r.customer_id)!);
+    expect(r.entries).toBe(r.available);
+  }
+  expect(await findViolations(pool)).toEqual([]);
+
+  // Offsets never ahead of the database, at any sample (the one right after the kill included).
+  const all = await readAll(kafka.brokers, topic);
+  expect(all).toHaveLength(records.length);
+  const ahead: string[] = [];
+  for (const r of all) {
+    let id: string | null = null;
+    try {
+      id = (JSON.parse(r.bytes!.toString()) as { id: string }).id;
+    } catch {
+      continue; // poison: checked in the dead-letter topic below
+    }
+    for (const s of samples)
+      if (BigInt(r.offset) < (s.committed[r.partition] ?? -1n) && !s.ids.has(id))
+        ahead.push(`${r.partition}/${r.offset}`);
+  }
+  expect(samples.length).toBeGreaterThan(3);
+  expect(ahead).toEqual([]);
+
+  // Every poison record is dead-lettered with its reason (a replay after the kill may repeat one).
+  const dead = await readAll(kafka.brokers, `${topic}.rejected`);
+  const poisonValues = new Set([...poisonAt].map((i) => String(records[i]!.value)));
+  expect(new Set(dead.map((d) => d.bytes!.toString()))).toEqual(poisonValues);
+  for (const d of dead) expect(d.headers['creditflow-error-reason']).toBe('the value is not valid JSON');
+});

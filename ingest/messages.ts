@@ -73,8 +73,7 @@ export function decodeMessage(m: UsageMessage): { event: unknown } | { code: str
 
 /**
  * Rates and debits a batch of records through the HTTP path's group commit (metering/batcher.ts →
- * ingestEvents): same validation, same dedupe by (customerId, id), same results. One request per
- * partition slice, so slices of different partitions (different customers) commit concurrently.
+ * ingestEvents): same validation, same dedupe by (customerId, id), same results.
  * Resolves once every accepted event is committed; rejects when the database is unavailable, and
  * then nothing of the batch may be acknowledged to Kafka (a retry is harmless: dedupe).
  */
@@ -91,25 +90,29 @@ export async function ingestMessages(batcher: IngestBatcher, messages: readonly 
     slice.push({ message, event: d.event });
     slices.set(message.partition, slice);
   }
-  const requests: { message: UsageMessage; event: unknown }[][] = [];
-  for (const slice of slices.values())
-    for (let i = 0; i < slice.length; i += MAX_BATCH) requests.push(slice.slice(i, i + MAX_BATCH));
-  const answers = await Promise.all(
-    requests.map((r) =>
-      batcher.submit(
-        r.map((x) => x.event),
-        null,
-      ),
-    ),
-  );
-  answers.forEach((results: EventResult[], k) =>
+  // A partition's records in order, one request after another (a customer's events are debited
+  // in the order they were produced); partitions — disjoint customers — side by side.
+  const record = (slice: { message: UsageMessage; event: unknown }[], results: EventResult[]) =>
     results.forEach((res, i) => {
-      const { message, event } = requests[k]![i]!;
+      const { message, event } = slice[i]!;
       if (res.status === 'accepted') {
         out.accepted++;
         out.debited.add((event as { customerId: string }).customerId);
       } else if (res.status === 'duplicate') out.duplicate++;
       else out.rejected.push({ message, code: res.error!.code, reason: res.error!.message });
+    });
+  await Promise.all(
+    [...slices.values()].map(async (slice) => {
+      for (let i = 0; i < slice.length; i += MAX_BATCH) {
+        const part = slice.slice(i, i + MAX_BATCH);
+        record(
+          part,
+          await batcher.submit(
+            part.map((x) => x.event),
+            null,
+          ),
+        );
+      }
     }),
   );
   return out;

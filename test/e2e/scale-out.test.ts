@@ -147,11 +147,13 @@ test(`two API processes, two workers and the consumer under ${LOAD_SECONDS} s of
       const placed = await call(api(i), 'POST', '/v1/holds', {
         key: service,
         json: { customerId, holdId, amount: '5', ttlSeconds: 600 },
+        headers: { 'idempotency-key': `place-${holdId}` },
       });
       if (placed.status !== 201) return void failures.push(`hold ${placed.status} ${placed.text.slice(0, 200)}`);
       const settled = await call(api(i + 1), 'POST', `/v1/holds/${holdId}/settle`, {
         key: service,
         json: { customerId, amount: '3' },
+        headers: { 'idempotency-key': `settle-${holdId}` },
       });
       if (settled.status !== 200) return void failures.push(`settle ${settled.status} ${settled.text.slice(0, 200)}`);
       add(customerId, -3n * MICROS);

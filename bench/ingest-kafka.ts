@@ -3,7 +3,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { ProduceAcks, Producer } from '@platformatic/kafka';
 import type { Pool } from '../db/pool';
-import { openLoop, ownChild, stats } from './lib';
+import { cpuSeconds, openLoop, ownChild, stats } from './lib';
 
 /**
  * The Kafka row of bench/ingest: events produced to a real broker (acks=all) and debited by the
@@ -24,6 +24,8 @@ export interface KafkaFigures {
   partitions: number;
   maxRate: number;
   maxLatency: ReturnType<typeof stats>;
+  /** CPU µs per event in the throughput phase. */
+  cpu: { consumer: number; pg: number; broker: number };
   steadyRate: number;
   steadyLatency: ReturnType<typeof stats>;
   lag: { max: number; firstThird: number; lastThird: number; samples: number };
@@ -40,6 +42,7 @@ export async function kafkaBench(o: {
   next: () => Event;
   port: number;
   phase: (name: string) => void;
+  pgCpu: () => number;
 }): Promise<KafkaFigures> {
   const partitions = 4;
   const dir = path.join(ROOT, '.data/bench/kafka');
@@ -124,6 +127,12 @@ export async function kafkaBench(o: {
     o.phase('kafka: throughput');
     sentAt.clear();
     const since = new Date();
+    const cpu = () => ({
+      consumer: cpuSeconds((_c, pid) => pid === consumer.pid),
+      pg: o.pgCpu(),
+      broker: cpuSeconds((cmd) => cmd.includes('kafka.Kafka') && cmd.includes(dir)),
+    });
+    const cpu0 = cpu();
     const t0 = Date.now();
     let left = Math.ceil(o.events / o.batch);
     await Promise.all(
@@ -134,6 +143,8 @@ export async function kafkaBench(o: {
     const produced = sentAt.size;
     const t1 = await drained();
     const maxRate = (produced * 1000) / (t1 - t0);
+    const cpu1 = cpu();
+    const perEvent = (k: 'consumer' | 'pg' | 'broker') => ((cpu1[k] - cpu0[k]) / produced) * 1e6;
     const maxLatency = stats(await latencies(new Set(sentAt.keys()), since));
 
     o.phase('kafka: 80 % of that rate');
@@ -160,6 +171,7 @@ export async function kafkaBench(o: {
       partitions,
       maxRate,
       maxLatency,
+      cpu: { consumer: perEvent('consumer'), pg: perEvent('pg'), broker: perEvent('broker') },
       steadyRate,
       steadyLatency,
       lag: {

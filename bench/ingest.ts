@@ -226,6 +226,7 @@ async function main(): Promise<void> {
     next: event,
     port: KAFKA_PORT,
     phase,
+    pgCpu,
   });
   const events = await pool.query<{ n: string }>(`SELECT count(*) n FROM usage_events`);
   const violations = await pool.query<{ n: string }>(
@@ -257,6 +258,7 @@ ${
              500 req/s under batched ingestion          : p50 ${fmt(authLoaded.p50, 2)} ms, p99 ${fmt(authLoaded.p99, 2)} ms
   kafka      ${kafka.partitions} partitions, 1 consumer process (pool ${API_POOL_SIZE}), ${BATCH_CLIENTS} producers × ${BATCH} events, acks=all
              ${fmt(200_000 * SCALE, 0)} events as fast as produced   : ${fmt(kafka.maxRate, 0)} events/s produce → ledger = ${fmt((100 * kafka.maxRate) / refRate)} % of reference (batched HTTP: ${fmt((100 * batchedRate) / refRate)} %)
+             CPU per event: consumer ${fmt(kafka.cpu.consumer)} µs, Postgres ${fmt(kafka.cpu.pg)} µs, broker ${fmt(kafka.cpu.broker)} µs
              produce → debited while a backlog builds: p50 ${fmt(kafka.maxLatency.p50, 0)} ms, p99 ${fmt(kafka.maxLatency.p99, 0)} ms
              open loop at 80 % = ${fmt(kafka.steadyRate, 0)} events/s, ${fmt(30 * SCALE, 0)} s: produce → debited p50 ${fmt(kafka.steadyLatency.p50, 0)} ms, p99 ${fmt(kafka.steadyLatency.p99, 0)} ms (${kafka.steadyLatency.n} events)
              consumer lag (its /metrics, ${kafka.lag.samples} samples): max ${fmt(kafka.lag.max, 0)} records, first third avg ${fmt(kafka.lag.firstThird, 0)}, last third avg ${fmt(kafka.lag.lastThird, 0)}

@@ -51,10 +51,14 @@ export class KafkaIngest {
   private consumer: Consumer<Buffer, Buffer, Buffer, Buffer>;
   private producer: Producer<Buffer, Buffer, Buffer, Buffer>;
   private stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
-  private readonly buffer: Raw[] = [];
-  private wake: (() => void) | undefined;
+  /** Records received and not yet taken, per partition (at most 4 × batchMax in all). */
+  private readonly queues = new Map<number, Raw[]>();
+  private buffered = 0;
+  /** The pipeline of each partition with records in hand: one batch at a time, in offset order. */
+  private readonly pipelines = new Map<number, Promise<void>>();
   private stopping = false;
-  private loop: Promise<void> | undefined;
+  private failed: ((err: unknown) => void) | undefined;
+  private readonly failure = new Promise<void>((_, reject) => (this.failed = reject));
 
   constructor(private readonly o: KafkaIngestOptions) {
     this.consumer = new Consumer({
@@ -80,24 +84,25 @@ export class KafkaIngest {
     });
     this.stream = stream;
     stream.on('data', (m: Raw) => {
-      this.buffer.push(m);
-      if (this.buffer.length >= 2 * this.o.batchMax) stream.pause();
-      this.wake?.();
+      const queue = this.queues.get(m.partition) ?? [];
+      queue.push(m);
+      this.queues.set(m.partition, queue);
+      // Backpressure: a consumer behind the broker holds a bounded number of records.
+      if (++this.buffered >= 4 * this.o.batchMax) stream.pause();
+      if (!this.pipelines.has(m.partition)) this.pipeline(m.partition);
     });
     stream.on('error', (err: unknown) => this.o.log.error({ err }, 'Kafka stream error'));
-    this.loop = this.run();
   }
 
-  /** Ends when stop() is called (after the batch in hand commits) or a batch cannot be stored. */
+  /** Rejects when a batch could not be stored within its retry bound (the process should exit). */
   done(): Promise<void> {
-    return this.loop ?? Promise.resolve();
+    return this.failure;
   }
 
-  /** Finishes the batch in hand, then leaves the group (its partitions move at once). */
+  /** Finishes the batches in hand, then leaves the group (its partitions move at once). */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.wake?.();
-    await this.loop?.catch(() => undefined);
+    await Promise.allSettled([...this.pipelines.values()]);
     await this.stream?.close().catch(() => undefined);
     await this.consumer.close().catch(() => undefined);
     await this.producer.close().catch(() => undefined);
@@ -123,20 +128,33 @@ export class KafkaIngest {
     return lag;
   }
 
-  private async run(): Promise<void> {
-    while (!this.stopping) {
-      if (this.buffer.length === 0) {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          setTimeout(resolve, 1000).unref();
-        });
-        this.wake = undefined;
-        continue;
+  /**
+   * Takes a partition's records a batch at a time until its queue is empty. Partitions hold
+   * disjoint customers, so their pipelines run side by side and none waits for a slower one.
+   */
+  private pipeline(partition: number): void {
+    const run = async () => {
+      const queue = this.queues.get(partition)!;
+      while (!this.stopping && queue.length > 0) {
+        const batch = queue.splice(0, this.o.batchMax);
+        this.buffered -= batch.length;
+        if (this.stream?.isPaused() && this.buffered < 2 * this.o.batchMax) this.stream.resume();
+        await this.handle(batch);
       }
-      const batch = this.buffer.splice(0, this.o.batchMax);
-      if (this.stream?.isPaused() && this.buffer.length < this.o.batchMax) this.stream.resume();
-      await this.handle(batch);
-    }
+    };
+    this.pipelines.set(
+      partition,
+      run()
+        .catch((err: unknown) => {
+          this.stopping = true;
+          this.failed?.(err);
+        })
+        .finally(() => {
+          this.pipelines.delete(partition);
+          // Records that arrived as the loop ended.
+          if (!this.stopping && (this.queues.get(partition)?.length ?? 0) > 0) this.pipeline(partition);
+        }),
+    );
   }
 
   private async handle(batch: Raw[]): Promise<void> {

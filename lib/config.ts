@@ -37,8 +37,8 @@ export const configSchema = z
     KAFKA_GROUP_ID: z.string().min(1).default('creditflow-ingest'),
     /** Partitions of the topics the consumer creates when they are missing. */
     KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().min(1).max(10_000).default(4),
-    /** Records per batch (one commit of offsets per batch, after the database commit). */
-    KAFKA_BATCH_MAX: z.coerce.number().int().min(1).max(100_000).default(4000),
+    /** Records per batch of one partition (its offsets committed after the database commit). */
+    KAFKA_BATCH_MAX: z.coerce.number().int().min(1).max(100_000).default(2000),
     /** A consumer silent this long is dropped from the group and its partitions reassigned. */
     KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).max(300_000).default(10_000),
     /** The consumer's own /metrics (lag, outcomes) and /healthz; 0 picks a free port. */

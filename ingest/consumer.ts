@@ -42,6 +42,7 @@ async function main(): Promise<void> {
     groupId: config.KAFKA_GROUP_ID,
     batchMax: config.KAFKA_BATCH_MAX,
     sessionTimeoutMs: config.KAFKA_SESSION_TIMEOUT_MS,
+    retryForMs: config.KAFKA_STORE_RETRY_MS,
     batcher,
     log,
     onBatch: (outcome, seconds) => {

@@ -9,6 +9,8 @@ export interface KafkaIngestOptions {
   groupId: string;
   batchMax: number;
   sessionTimeoutMs: number;
+  /** A batch that cannot be stored is retried this long (harmless: dedupe), then the process exits. */
+  retryForMs: number;
   batcher: IngestBatcher;
   log: Logger;
   /** After each batch commits (metrics, the top-up check). */
@@ -17,8 +19,6 @@ export interface KafkaIngestOptions {
 
 type Raw = Message<Buffer, Buffer, Buffer, Buffer>;
 
-/** A batch that cannot reach the database is retried this long (harmless: dedupe), then the process exits. */
-const RETRY_FOR_MS = 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export const deadLetterTopic = (topic: string) => `${topic}.rejected`;
@@ -210,7 +210,7 @@ export class KafkaIngest {
 
   /** Retries an infrastructure failure with backoff for a bounded time, then gives up (the caller exits). */
   private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + RETRY_FOR_MS;
+    const deadline = Date.now() + this.o.retryForMs;
     for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
       try {
         return await fn();

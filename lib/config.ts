@@ -41,6 +41,8 @@ export const configSchema = z
     KAFKA_BATCH_MAX: z.coerce.number().int().min(1).max(100_000).default(2000),
     /** A consumer silent this long is dropped from the group and its partitions reassigned. */
     KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).max(300_000).default(10_000),
+    /** How long the consumer retries a batch the database refuses before it exits (and replays). */
+    KAFKA_STORE_RETRY_MS: z.coerce.number().int().min(1000).max(3_600_000).default(60_000),
     /** The consumer's own /metrics (lag, outcomes) and /healthz; 0 picks a free port. */
     CONSUMER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   })

@@ -132,9 +132,9 @@ test('Postgres cut under the consumer: a short outage is retried, a long one end
   expect(await eventually(stored, (x) => x === 3000, 60_000)).toBe(3000);
   const o = await eventually(
     () => offsets(kafka.brokers, topic, group),
-    (x) => x.committed.every((c, p) => c === x.ends[p]),
+    (x) => x.ends.every((e, p) => e === 0n || x.committed[p] === e),
   );
-  expect(o.committed).toEqual(o.ends);
+  expect(o.committed.map((c) => (c < 0n ? 0n : c))).toEqual(o.ends);
   const owed = await pool.query<{ arrears: string }>(`SELECT arrears::text FROM wallets ORDER BY customer_id`);
   // 3,000 events of 1 credit over 8 customers with no credits: each owes 375, once.
   expect(owed.rows.map((r) => r.arrears)).toEqual(Array(8).fill(String(375n * 1_000_000n)));

@@ -183,7 +183,8 @@ test(`two API processes, two workers and the consumer under ${LOAD_SECONDS} s of
     (o) => o.ends.every((e, p) => e === 0n || o.committed[p] === e),
     60_000,
   );
-  expect(drained.committed).toEqual(drained.ends);
+  // A partition no customer hashed to has nothing to commit (-1).
+  expect(drained.committed.map((c) => (c < 0n ? 0n : c))).toEqual(drained.ends);
   const wallets = await pool.query<{ customer_id: string; available: string; held: string; arrears: string }>(
     `SELECT customer_id, available::text, held::text, arrears::text FROM wallets WHERE customer_id = ANY($1)`,
     [ids],

@@ -41,9 +41,9 @@ export async function ensureTopics(brokers: string[], topic: string, partitions:
 }
 
 /**
- * The Kafka side of ingestion. Records are buffered from the group's stream and taken in batches;
- * each batch is debited through the HTTP path's group commit, its rejected records are written to
- * `<topic>.rejected`, and only then are the batch's offsets committed. A crash anywhere before the
+ * The Kafka side of ingestion. Records are queued per partition from the group's stream and taken
+ * a batch at a time per partition; each batch is debited through the HTTP path's group commit, its
+ * rejected records are written to `<topic>.rejected`, and only then is its offset committed. A crash anywhere before the
  * commit replays the batch, which dedupe by (customerId, id) makes harmless; offsets are never
  * ahead of the database.
  */

@@ -148,16 +148,17 @@ ensure_localstripe() {
 
 # Apache Kafka (single-node KRaft broker, for ingestion tests and INGEST_KAFKA=1 npm start): the
 # broker's jars from Maven Central (org.apache.kafka:kafka_2.13 and its runtime dependencies)
-# copied into .tools/kafka/<version>/libs by Maven, run on Java 17 (Debian's JDK when missing).
+# copied into .tools/kafka/<version>-<rev>/libs by Maven, run on Java >= 17 (Debian's when missing).
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 KAFKA_LIBS_REV=2 # bump when the pom below changes
 ensure_java() {
   command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing Java 17 and Maven (apt-get install openjdk-17-jre-headless maven)"
-    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null
+    # Debian's default JRE (17 on bookworm, 21 on trixie): Kafka 4 runs on Java 17 or later.
+    log "installing Java and Maven (apt-get install default-jre-headless maven)"
+    apt-get update -qq && apt-get install -y -qq default-jre-headless maven >/dev/null
   else
-    log "Kafka needs java (>= 17) and mvn: install openjdk-17-jre-headless and maven"; return 1
+    log "Kafka needs java (>= 17) and mvn: install default-jre-headless and maven"; return 1
   fi
 }
 ensure_kafka() {

@@ -1,10 +1,11 @@
-import { Context, log } from '@temporalio/activity';
+import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import {
   addPage,
   activeHolds,
   checkGlobal,
   checkPage,
+  planPages,
   finishRun,
   startRun,
   type Discrepancy,
@@ -33,22 +34,29 @@ export function reconcileActivities(deps: ActivityDeps) {
       await startRun(deps.pool, { id: o.runId, date: o.date, workflowId: o.workflowId });
     },
 
-    /** One page of wallets after `after`; returns the next cursor (null at the end). */
-    async reconcilePage(o: { runId: string; after: string; limit: number; expiryGraceSeconds: number }) {
+    /** The next `count` pages' bounds (so the workflow can check them side by side). */
+    async planReconciliationPages(o: { after: string; size: number; count: number }) {
+      return planPages(deps.pool, o);
+    },
+
+    /** The wallets in (after, last]. */
+    async reconcilePage(o: { runId: string; after: string; last: string; expiryGraceSeconds: number }) {
       Context.current().heartbeat(o.after);
       // One snapshot for the page's checks: rows written between two queries are no discrepancy.
       const { page, holds } = await withTransaction(deps.pool, async (tx) => {
         await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+        // The page's aggregates fit in memory: hashed, not sorted (3× faster on a 40k-entry page).
+        await tx.query(`SET LOCAL work_mem = '64MB'`);
+        // Compiling the page statement (JIT) cost 4× more than running it.
+        await tx.query('SET LOCAL jit = off');
         const p = await checkPage(tx, { ...o, sandbox: sandbox() });
-        const last = p.customerIds[p.customerIds.length - 1];
-        return { page: p, holds: last === undefined ? [] : await activeHolds(tx, o.after, last) };
+        return { page: p, holds: await activeHolds(tx, o.after, o.last) };
       });
       Context.current().heartbeat(o.after);
       const found: Discrepancy[] = [...page.discrepancies];
       const notes: string[] = [];
       if (o.after === '' && !sandbox())
         notes.push(`gateway ${deps.gateway?.name ?? 'none'}: ledger-vs-gateway checks skipped (sandbox only)`);
-      const last = page.customerIds[page.customerIds.length - 1];
       // A hold is active until its reservation workflow releases it: a hold whose workflow is gone is stranded.
       if (holds.length > 0 && !deps.temporal) notes.push('no Temporal client: hold workflows not checked');
       const client = holds.length > 0 && deps.temporal ? await deps.temporal() : null;
@@ -70,12 +78,12 @@ export function reconcileActivities(deps: ActivityDeps) {
         });
       }
       await addPage(deps.pool, o.runId, o.after, {
-        wallets: page.customerIds.length,
+        wallets: page.checked.wallets,
         discrepancies: found,
         checked: page.checked,
         notes,
       });
-      return { next: last ?? null, wallets: page.customerIds.length, discrepancies: found.length };
+      return { wallets: page.checked.wallets, discrepancies: found.length };
     },
 
     /** A run that cannot finish says so (its partial report stays). */
@@ -95,25 +103,21 @@ export function reconcileActivities(deps: ActivityDeps) {
         const run = await finishRun(tx, o.runId);
         if (!run) return null; // finished by an earlier attempt
         const customers = [...new Set(run.discrepancies.map((d) => d.customerId).filter((c): c is string => !!c))];
-        if (run.status === 'discrepancies') {
-          // The outbox needs a customer: the run's notification goes under its first discrepant one.
-          if (customers.length === 0) log.error('reconciliation: discrepancies with no customer, not notified');
-          else
-            await notify(tx, [
-              {
-                type: 'reconciliation.discrepancy',
-                customerId: customers[0]!,
-                dedupeKey: `reconciliation.discrepancy:${run.id}`,
-                data: {
-                  runId: run.id,
-                  date: run.date,
-                  count: run.summary.discrepancyCount ?? run.discrepancies.length,
-                  customers,
-                  discrepancies: run.discrepancies.slice(0, NOTIFY_MAX),
-                },
+        if (run.status === 'discrepancies')
+          await notify(tx, [
+            {
+              type: 'reconciliation.discrepancy',
+              customerId: null, // about the run; the customers are in the data
+              dedupeKey: `reconciliation.discrepancy:${run.id}`,
+              data: {
+                runId: run.id,
+                date: run.date,
+                count: run.summary.discrepancyCount ?? run.discrepancies.length,
+                customers,
+                discrepancies: run.discrepancies.slice(0, NOTIFY_MAX),
               },
-            ]);
-        }
+            },
+          ]);
         return {
           status: run.status,
           discrepancies: run.summary.discrepancyCount ?? 0,

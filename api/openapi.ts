@@ -165,6 +165,7 @@ const params = {
     purchaseId: s.PurchaseId.openapi({ example: purchaseIdFor('cust_42', 'seed_purchase') }),
   }),
   refund: z.strictObject({ refundId: s.RefundId.openapi({ example: 'ref_0123456789abcdef' }) }),
+  run: z.strictObject({ id: z.string().min(1).max(128).openapi({ example: '00000000-0000-4000-8000-000000000000' }) }),
 };
 
 /** A list's query with its cursor described as what it is (opaque). */
@@ -689,6 +690,39 @@ export function buildOpenApi(): object {
       404: problem('No such customer or usage event'),
       409: problem('The event was corrected already (`correctionId`), or the Idempotency-Key clashes'),
     },
+  });
+
+  // Reconciliation (admin)
+  v1({
+    method: 'post',
+    path: '/v1/reconciliation/runs',
+    summary: 'Start a reconciliation now (admin); a Temporal Schedule runs it daily',
+    description:
+      'Checks every wallet page by page — invariants 1–7 and 9 from the ledger entries, usage vs its ' +
+      'events, ledger vs gateway charges and refunds, holds whose workflow is gone, expired lots with a ' +
+      'remainder — and stores a report. It never fixes anything; discrepancies raise one ' +
+      '`reconciliation.discrepancy` notification per run.',
+    tags: ['operations'],
+    ok: { 202: json(r.ReconciliationStartedResponse, 'Started') },
+    errors: [],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/reconciliation/latest',
+    summary: 'The latest reconciliation report (admin)',
+    tags: ['operations'],
+    ok: { 200: json(r.ReconciliationRunResponse, 'The report') },
+    errors: [404],
+    problems: { 404: problem('No reconciliation has run yet') },
+  });
+  v1({
+    method: 'get',
+    path: '/v1/reconciliation/runs/{id}',
+    summary: 'One reconciliation report (admin)',
+    tags: ['operations'],
+    params: params.run,
+    ok: { 200: json(r.ReconciliationRunResponse, 'The report') },
+    errors: [404],
   });
 
   // Alerts and notifications

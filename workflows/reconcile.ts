@@ -1,10 +1,11 @@
 import { continueAsNew, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 
-const { startReconciliation, finishReconciliation, failReconciliation } = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
-});
+const { startReconciliation, planReconciliationPages, finishReconciliation, failReconciliation } =
+  proxyActivities<Activities>({
+    startToCloseTimeout: '2 minutes',
+    retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
+  });
 // One page per activity, heartbeating: a lost worker is noticed in a minute, not at the timeout.
 const { reconcilePage } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
@@ -21,6 +22,8 @@ export interface ReconcileInput {
   pageSize?: number;
   /** Pages per workflow run before continue-as-new (the history stays small). */
   pagesPerRun?: number;
+  /** Pages checked side by side (each its own activity and database connection). */
+  concurrency?: number;
   /** Lots past expiry by more than this, with a remainder, are reported. */
   expiryGraceSeconds?: number;
   /** Carried over continue-as-new: the last customer id checked. */
@@ -40,16 +43,38 @@ export async function reconcile(input: ReconcileInput = {}) {
   const pageSize = input.pageSize ?? 2000;
   const pagesPerRun = input.pagesPerRun ?? 50;
   const expiryGraceSeconds = input.expiryGraceSeconds ?? 3600;
+  const concurrency = input.concurrency ?? 4;
   if (input.cursor === undefined) await startReconciliation({ runId, date, workflowId: workflowInfo().workflowId });
   let cursor: string | null = input.cursor ?? '';
   try {
-    for (let i = 0; i < pagesPerRun && cursor !== null; i++) {
-      cursor = (await reconcilePage({ runId, after: cursor, limit: pageSize, expiryGraceSeconds })).next;
+    for (let done = 0; done < pagesPerRun && cursor !== null;) {
+      const after: string = cursor;
+      const { bounds, end } = await planReconciliationPages({
+        after,
+        size: pageSize,
+        count: Math.min(concurrency, pagesPerRun - done),
+      });
+      await Promise.all(
+        bounds.map((last, k) =>
+          reconcilePage({ runId, after: k === 0 ? after : bounds[k - 1]!, last, expiryGraceSeconds }),
+        ),
+      );
+      done += bounds.length;
+      cursor = end ? null : bounds[bounds.length - 1]!;
     }
     if (cursor === null) return await finishReconciliation({ runId });
   } catch (err) {
     await failReconciliation({ runId });
     throw err;
   }
-  return continueAsNew<typeof reconcile>({ ...input, runId, date, pageSize, pagesPerRun, expiryGraceSeconds, cursor });
+  return continueAsNew<typeof reconcile>({
+    ...input,
+    runId,
+    date,
+    pageSize,
+    pagesPerRun,
+    concurrency,
+    expiryGraceSeconds,
+    cursor,
+  });
 }

@@ -6,7 +6,10 @@ export const configSchema = z
     CREDITFLOW_MODE: z.enum(['development', 'production']).default('production'),
     PORT: z.coerce.number().int().min(0).max(65535).default(3000),
     HOST: z.string().default('0.0.0.0'),
+    /** The service's connection: a least-privileged role when DATABASE_OWNER_URL is set (README "Database roles"). */
     DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5433/creditflow'),
+    /** The schema owner, for migrations only (scripts/migrate.ts); never given to the API or worker. */
+    DATABASE_OWNER_URL: z.string().url().optional(),
     DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(20),
     /** How long a request waits for a database connection before failing (503) instead of hanging. */
     DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),

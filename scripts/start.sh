@@ -88,7 +88,10 @@ if [ -z "${DATABASE_URL:-}" ]; then
   pg_state=starting
   run_step bash "$ROOT/scripts/pg.sh" start "$DATA_DIR/pg" "$PG_PORT"
   pg_state=up
-  export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/creditflow"
+  # Migrations as the owner; the service as creditflow_app, which cannot rewrite the ledger
+  # (README "Database roles"; trust auth on loopback: no passwords).
+  export DATABASE_OWNER_URL="postgres://postgres@127.0.0.1:$PG_PORT/creditflow"
+  export DATABASE_URL="postgres://creditflow_app@127.0.0.1:$PG_PORT/creditflow"
   create_db=(--create-database)
 fi
 
@@ -103,6 +106,7 @@ if [ -z "${TEMPORAL_ADDRESS:-}" ]; then
 fi
 
 run_step node dist/scripts/migrate.js "${create_db[@]}"
+unset DATABASE_OWNER_URL # the owner's connection is for migrations only: the CLI, API and worker never get it
 if [ "$CREDITFLOW_MODE" = development ]; then
   # Development convenience: the example card prices events out of the box (never overwrites a card).
   run_step node dist/cli/main.js rate-cards load --name default --file examples/rate-cards/default.yaml --if-missing

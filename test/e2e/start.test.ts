@@ -182,14 +182,17 @@ describe('npm start', () => {
         (r) => r.status,
         () => 0,
       );
-      await until(
+      const waiting = await until(
         async () => {
-          const r = await locker.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'`);
-          return r.rowCount! > 0 ? true : undefined;
+          const r = await locker.query<{ usename: string }>(
+            `SELECT usename FROM pg_stat_activity WHERE wait_event_type = 'Lock'`,
+          );
+          return r.rowCount! > 0 ? r.rows.map((x) => x.usename) : undefined;
         },
         10_000,
         'request waiting on the lock',
       );
+      expect(waiting).toEqual(['creditflow_app']); // the API connects as the least-privileged role
       expect(await stop(first)).toBeLessThan(30_000);
       expect(await stuck).not.toBe(200);
     } finally {

@@ -258,9 +258,10 @@ describe('audit events for actions that move no credits', () => {
     expect((await put(`/v1/customers/${c}/rate-card`, { name: 'default' })).status).toBe(200);
     const assignment = `SELECT card_name, updated_at FROM customer_rate_cards WHERE customer_id = $1`;
     const assigned = (await pool.query(assignment, [c])).rows;
-    await pool.query(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+    // Damage on purpose: only the owner may add a trigger.
+    await db.owner.query(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
                       BEGIN RAISE EXCEPTION 'audit refused'; END $$`);
-    await pool.query(
+    await db.owner.query(
       `CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_audit()`,
     );
     try {
@@ -275,7 +276,7 @@ describe('audit events for actions that move no credits', () => {
       const keyRow = await pool.query(`SELECT revoked_at FROM api_keys WHERE id = $1`, [k.id]);
       expect(keyRow.rows).toEqual([{ revoked_at: null }]);
     } finally {
-      await pool.query(`DROP TRIGGER refuse_audit ON audit_events; DROP FUNCTION refuse_audit()`);
+      await db.owner.query(`DROP TRIGGER refuse_audit ON audit_events; DROP FUNCTION refuse_audit()`);
     }
   });
 });

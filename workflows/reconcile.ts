@@ -1,4 +1,4 @@
-import { continueAsNew, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, defineQuery, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 
 const { startReconciliation, finishReconciliation, failReconciliation } = proxyActivities<Activities>({
@@ -27,6 +27,17 @@ export interface ReconcileInput {
   cursor?: string;
 }
 
+export interface ReconcileStatus {
+  runId: string;
+  date: string;
+  phase: 'starting' | 'checking' | 'finishing' | 'failed';
+  /** Pages checked by this workflow run (continue-as-new starts a new count; the run row has the total). */
+  pages: number;
+  /** The last customer id checked ('' before the first page). */
+  cursor: string | null;
+}
+export const reconcileStatusQuery = defineQuery<ReconcileStatus>('status');
+
 export const reconcileWorkflowId = (date: string, runId: string) => `reconcile:${date}:${runId}`;
 
 /**
@@ -40,14 +51,23 @@ export async function reconcile(input: ReconcileInput = {}) {
   const pageSize = input.pageSize ?? 2000;
   const pagesPerRun = input.pagesPerRun ?? 50;
   const expiryGraceSeconds = input.expiryGraceSeconds ?? 3600;
+  const status: ReconcileStatus = { runId, date, phase: 'starting', pages: 0, cursor: input.cursor ?? '' };
+  setHandler(reconcileStatusQuery, () => status);
   if (input.cursor === undefined) await startReconciliation({ runId, date, workflowId: workflowInfo().workflowId });
   let cursor: string | null = input.cursor ?? '';
+  status.phase = 'checking';
   try {
     for (let i = 0; i < pagesPerRun && cursor !== null; i++) {
       cursor = (await reconcilePage({ runId, after: cursor, limit: pageSize, expiryGraceSeconds })).next;
+      status.pages++;
+      status.cursor = cursor;
     }
-    if (cursor === null) return await finishReconciliation({ runId });
+    if (cursor === null) {
+      status.phase = 'finishing';
+      return await finishReconciliation({ runId });
+    }
   } catch (err) {
+    status.phase = 'failed';
     await failReconciliation({ runId });
     throw err;
   }

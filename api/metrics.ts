@@ -105,15 +105,15 @@ function registerBusinessMetrics(registry: client.Registry, o: BusinessMetricsOp
   );
   gauge(
     'creditflow_reconciliation_discrepancies',
-    'discrepancies found by the latest finished reconciliation run',
-    [],
+    'discrepancies found by the latest finished reconciliation run, with its status (no sample: no run yet)',
+    ['status'],
     (g, f) => {
-      if (f.reconciliation) g.set(f.reconciliation.discrepancies);
+      if (f.reconciliation) g.set({ status: f.reconciliation.status }, f.reconciliation.discrepancies);
     },
   );
   gauge(
     'creditflow_reconciliation_last_finished_timestamp_seconds',
-    'when the latest reconciliation run finished (unix time)',
+    'when the latest reconciliation run finished (unix time; 0: never)',
     [],
     (g, f) => {
       if (f.reconciliation) g.set(f.reconciliation.finishedAt.getTime() / 1000);

@@ -17,7 +17,9 @@ function sdkLogger(log: Logger, level: Config['LOG_LEVEL']): DefaultLogger {
   return new DefaultLogger(LEVELS[level], (entry) => {
     // The task token is a long opaque blob: no use to a reader.
     const { taskToken: _token, ...meta } = (entry.meta ?? {}) as Record<string, unknown>;
-    const fn = entry.level.toLowerCase() as Lowercase<LogLevel>;
+    let fn = entry.level.toLowerCase() as Lowercase<LogLevel>;
+    // The worker's own start-up chatter (the whole webpack report of the bundle…) is debug to us.
+    if (fn === 'info' && meta.sdkComponent === 'worker') fn = 'debug';
     log[fn === 'trace' || fn === 'debug' || fn === 'info' || fn === 'warn' ? fn : 'error'](meta, entry.message);
   });
 }

@@ -23,7 +23,7 @@ let db: Awaited<ReturnType<typeof freshDatabase>>;
 let pool: Pool;
 let t: Awaited<ReturnType<typeof temporalHarness>>;
 let worker: WorkerProcess;
-let workerLines: Record<string, unknown>[] = [];
+const workerLines: Record<string, unknown>[] = [];
 let metricsPort: number;
 let api: TestApi;
 let admin: string;
@@ -60,7 +60,9 @@ beforeAll(async () => {
     payments: () => Promise.resolve(t.payments),
     gateway: t.gateway,
     topUps: t.topUps,
-    lifecycle: async (customerId) => void notifyLifecycle(t.client, t.taskQueue, { customerId }),
+    lifecycle: async (customerId) => {
+      await notifyLifecycle(t.client, t.taskQueue, { customerId });
+    },
     webhooks: (id) => startWebhookDelivery(t.client, t.taskQueue, id),
     reconciliation: reconciliationStarter(t.client, t.taskQueue),
   });
@@ -156,7 +158,8 @@ describe('operators: status queries, CustomerId, logs, metrics', () => {
     ).find((x) => x.workflowId !== null)!;
     expect(line.workflowId).toBe(hold.body.workflowId);
     const logged = await until(
-      async () => workerLines.find((l) => l.workflowId === line.workflowId && l.msg === 'ledger step committed'),
+      () =>
+        Promise.resolve(workerLines.find((l) => l.workflowId === line.workflowId && l.msg === 'ledger step committed')),
       'worker log line',
     );
     expect(logged).toMatchObject({

@@ -4,6 +4,7 @@ import { credits } from '../domain/amount';
 import { DomainError, isRetryable } from '../domain/errors';
 import { customersWithOverdueLots, overdueHolds } from '../db/holds';
 import { notifyLifecycle } from '../client/lifecycle';
+import { CustomerIdKey } from '../client/holds';
 import type { Pool } from '../db/pool';
 import { HoldLedger } from '../ledger/holds';
 import { LifecycleLedger } from '../ledger/lifecycle';
@@ -108,6 +109,13 @@ function crashPoint(activity: string, when: 'before' | 'after'): void {
   if (spec === `${activity}:${when}`) process.kill(process.pid, 'SIGKILL');
 }
 
+/** The ledger transaction a step wrote (steps return an Outcome or a bare result), when it says. */
+const transactionIdOf = (r: unknown): string | undefined => {
+  const o = r as { transactionId?: unknown; result?: { transactionId?: unknown } } | null;
+  const id = o?.transactionId ?? o?.result?.transactionId;
+  return typeof id === 'string' ? id : undefined;
+};
+
 /** Runs one ledger step between its two crash points. */
 async function step<T>(activity: string, fn: () => Promise<T>): Promise<T> {
   crashPoint(activity, 'before');
@@ -115,6 +123,12 @@ async function step<T>(activity: string, fn: () => Promise<T>): Promise<T> {
   const workflowId = inActivity() ? Context.current().info.workflowExecution?.workflowId : undefined;
   const r = await withAudit(workflowId ? { workflowId } : {}, () => domain(fn));
   crashPoint(activity, 'after');
+  // One line per committed step (with workflowId and activityType, from the SDK's activity logger):
+  // a ledger line's workflowId leads here, and its transactionId when the step returns one.
+  if (workflowId) {
+    const replayed = (r as { replayed?: unknown } | null)?.replayed === true;
+    log.info('ledger step committed', { step: activity, transactionId: transactionIdOf(r), replayed });
+  }
   return r;
 }
 
@@ -445,6 +459,7 @@ export function createActivities(deps: ActivityDeps) {
               },
             ],
             workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+            typedSearchAttributes: [{ key: CustomerIdKey, value: p.customerId }],
           });
           purchasesRestarted.push(workflowId);
         }
@@ -459,6 +474,7 @@ export function createActivities(deps: ActivityDeps) {
             taskQueue: deps.taskQueue,
             args: [{ refundId: r.id, customerId: r.customerId }],
             workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+            typedSearchAttributes: [{ key: CustomerIdKey, value: r.customerId }],
           });
           refundsRestarted.push(r.workflowId);
         }

@@ -6,6 +6,7 @@ import { authenticate } from './auth';
 import { jsonBody } from './body';
 import { withAudit } from '../lib/audit';
 import { createMetrics } from './metrics';
+import { requestId } from './request-id';
 import { buildOpenApi, renderDocs } from './openapi';
 import { errorHandler, HttpProblem } from './problem';
 import { customerRoutes } from './routes/customers';
@@ -53,6 +54,8 @@ export interface AppDeps {
   /** Starts a reconciliation run now. */
   reconciliation?: StartReconciliation;
   bodyLimit?: string;
+  /** How long /metrics reuses its database figures (METRICS_CACHE_MS). */
+  metricsCacheMs?: number;
   clock?: () => Date;
 }
 
@@ -100,11 +103,12 @@ function routeProblem(router: Router, req: Request): HttpProblem | null {
 export function createApp(deps: AppDeps): express.Express {
   const app = express();
   const clock = deps.clock ?? (() => new Date());
-  const metrics = createMetrics();
+  const metrics = createMetrics({ pool: deps.pool, log: deps.logger, cacheMs: deps.metricsCacheMs });
   const openapi = buildOpenApi();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  app.use(requestId(deps.logger));
   app.use(metrics.middleware);
 
   app.get('/healthz', (_req, res) => {
@@ -149,8 +153,8 @@ export function createApp(deps: AppDeps): express.Express {
   });
   v1.use(jsonBody({ limit: deps.bodyLimit ?? '1mb' }));
   // After the body is read (stream callbacks would lose the context): every ledger transaction a
-  // request writes records the API key that asked (lib/audit.ts).
-  v1.use((req, _res, next) => withAudit({ requestedBy: req.principal?.id }, next));
+  // request writes records the API key that asked and the request id (lib/audit.ts).
+  v1.use((req, _res, next) => withAudit({ requestedBy: req.principal?.id, requestId: req.requestId }, next));
   v1.use(customerRoutes({ pool: deps.pool, clock }));
   v1.use(
     grantRoutes({

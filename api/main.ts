@@ -58,6 +58,7 @@ async function main(): Promise<void> {
     webhooks: async (id) => startWebhookDelivery(await temporal.client(), config.TEMPORAL_TASK_QUEUE, id),
     reconciliation: async () => reconciliationStarter(await temporal.client(), config.TEMPORAL_TASK_QUEUE)(),
     bodyLimit: config.BODY_LIMIT,
+    metricsCacheMs: config.METRICS_CACHE_MS,
   });
   const server: Server = app.listen(config.PORT, config.HOST, () => {
     log.info(

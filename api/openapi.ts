@@ -893,7 +893,9 @@ export function buildOpenApi(): object {
       version: '1',
       description:
         'Credit billing engine API. Credits are decimal strings (≤ 6 decimals); times RFC 3339. ' +
-        'Errors are application/problem+json (RFC 9457); a 5xx other than 503 is a bug.',
+        'Errors are application/problem+json (RFC 9457); a 5xx other than 503 is a bug. ' +
+        "Every response carries `X-Request-Id`: the request's own when it sent one of 1–128 visible ASCII " +
+        'characters, else a new UUID; the API logs it and ledger transactions record it (`requestId`).',
     },
     security: [{ bearer: [] }],
   });

@@ -108,6 +108,10 @@ export const LedgerResponse = z
           .openapi({ description: 'the API key that asked (support actions, API writes); null for system work' }),
         reason: z.string().nullable(),
         workflowId: z.string().nullable().openapi({ description: 'the workflow that wrote it (holds, refunds, …)' }),
+        requestId: z.string().nullable().openapi({
+          description:
+            "the API request that wrote it (its X-Request-Id, in the API's log lines); null for workflow steps and usage events",
+        }),
         entries: z.array(
           z.object({
             account: z.string(),

@@ -28,6 +28,13 @@ export const configSchema = z
     GATEWAY_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
     /** Webhook hosts (names or IPs, comma-separated) allowed although private or loopback (production mode). */
     WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
+    /** The worker's own Prometheus metrics (Temporal SDK: task latencies, slots, polls…); `off` disables. */
+    WORKER_METRICS_ADDRESS: z
+      .string()
+      .regex(/^(off|\d{1,3}(\.\d{1,3}){3}:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5})$/, 'ip:port (e.g. 0.0.0.0:9464) or off')
+      .default('127.0.0.1:9464'),
+    /** How long /metrics may reuse its database figures (a scrape storm reads the database once). */
+    METRICS_CACHE_MS: z.coerce.number().int().min(0).max(300_000).default(5000),
     /** When the reconciliation Schedule runs (cron, UTC; API.md "Operations"). */
     RECONCILIATION_CRON: z.string().min(9).default('0 2 * * *'),
   })

@@ -1,4 +1,4 @@
-import { continueAsNew, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, defineQuery, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 
 const { startReconciliation, planReconciliationPages, finishReconciliation, failReconciliation } =
@@ -30,6 +30,17 @@ export interface ReconcileInput {
   cursor?: string;
 }
 
+export interface ReconcileStatus {
+  runId: string;
+  date: string;
+  phase: 'starting' | 'checking' | 'finishing' | 'failed';
+  /** Pages checked by this workflow run (continue-as-new starts a new count; the run row has the total). */
+  pages: number;
+  /** The last customer id checked ('' before the first page). */
+  cursor: string | null;
+}
+export const reconcileStatusQuery = defineQuery<ReconcileStatus>('status');
+
 export const reconcileWorkflowId = (date: string, runId: string) => `reconcile:${date}:${runId}`;
 
 /**
@@ -44,8 +55,11 @@ export async function reconcile(input: ReconcileInput = {}) {
   const pagesPerRun = input.pagesPerRun ?? 50;
   const expiryGraceSeconds = input.expiryGraceSeconds ?? 3600;
   const concurrency = input.concurrency ?? 4;
+  const status: ReconcileStatus = { runId, date, phase: 'starting', pages: 0, cursor: input.cursor ?? '' };
+  setHandler(reconcileStatusQuery, () => status);
   if (input.cursor === undefined) await startReconciliation({ runId, date, workflowId: workflowInfo().workflowId });
   let cursor: string | null = input.cursor ?? '';
+  status.phase = 'checking';
   try {
     for (let done = 0; done < pagesPerRun && cursor !== null;) {
       const after: string = cursor;
@@ -61,9 +75,15 @@ export async function reconcile(input: ReconcileInput = {}) {
       );
       done += bounds.length;
       cursor = end ? null : bounds[bounds.length - 1]!;
+      status.pages += bounds.length;
+      status.cursor = cursor;
     }
-    if (cursor === null) return await finishReconciliation({ runId });
+    if (cursor === null) {
+      status.phase = 'finishing';
+      return await finishReconciliation({ runId });
+    }
   } catch (err) {
+    status.phase = 'failed';
     await failReconciliation({ runId });
     throw err;
   }

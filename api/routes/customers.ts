@@ -101,6 +101,7 @@ export function customerRoutes(deps: { pool: Pool; clock: () => Date }): Router 
         requestedBy: t.requestedBy,
         reason: t.reason,
         workflowId: t.workflowId,
+        requestId: t.requestId,
         entries: t.entries.map((e) => ({ account: e.account, lotId: e.lotId, amount: formatCredits(e.amount) })),
       })),
       nextCursor: rows.length > q.limit ? encodeCursor(SEQ, page[page.length - 1]!.seq.toString()) : null,

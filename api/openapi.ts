@@ -704,7 +704,8 @@ export function buildOpenApi(): object {
       '`reconciliation.discrepancy` notification per run.',
     tags: ['operations'],
     ok: { 202: json(r.ReconciliationStartedResponse, 'Started') },
-    errors: [],
+    // no body; one sent anyway must be JSON (the body parser runs for every POST)
+    errors: [413, 415],
   });
   v1({
     method: 'get',

@@ -30,6 +30,8 @@ import type { TopUpTrigger } from '../client/topups';
 import { purchase, type PurchaseInput } from '../workflows/purchase';
 import { webhookActivities } from './webhooks';
 import { reconcileActivities } from './reconcile';
+import { housekeepingActivities } from './housekeeping';
+import { crashPoint } from './crash';
 
 export interface ActivityDeps {
   pool: Pool;
@@ -94,18 +96,6 @@ function inActivity(): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * Test-only fault injection at a step's boundaries: with CREDITFLOW_TEST_CRASH=<activity>:before
- * the worker process dies before that activity's ledger transaction starts; with `:after`, right
- * after it committed, before Temporal hears of it. (CREDITFLOW_TEST_CRASH_AFTER_COMMIT=<activity>
- * is the older spelling of `:after`.)
- */
-function crashPoint(activity: string, when: 'before' | 'after'): void {
-  const legacy = process.env.CREDITFLOW_TEST_CRASH_AFTER_COMMIT;
-  const spec = process.env.CREDITFLOW_TEST_CRASH || (legacy ? `${legacy}:after` : '');
-  if (spec === `${activity}:${when}`) process.kill(process.pid, 'SIGKILL');
 }
 
 /** Runs one ledger step between its two crash points. */
@@ -186,6 +176,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...webhookActivities(deps),
     ...reconcileActivities(deps),
+    ...housekeepingActivities(deps),
     /** Connectivity check: proves the worker reaches Postgres. */
     async databaseTime(): Promise<string> {
       const r = await deps.pool.query<{ now: Date }>('SELECT now() AS now');

@@ -107,6 +107,11 @@ async function upsertSchedule(
   const handle = client.schedule.getHandle(scheduleId);
   const current = await handle.describe();
   const a = current.action.type === 'startWorkflow' ? current.action : undefined;
-  if (a?.taskQueue === action.taskQueue && JSON.stringify(a.memo) === JSON.stringify(action.memo)) return;
+  // Key by key: the server keeps a memo as a map, so the order its fields come back in is not ours.
+  const memo = a?.memo ?? {};
+  const same =
+    Object.keys(memo).length === Object.keys(action.memo).length &&
+    Object.entries(action.memo).every(([k, v]) => memo[k] === v);
+  if (a?.taskQueue === action.taskQueue && same) return;
   await handle.update((prev) => ({ ...prev, spec, action }));
 }

@@ -31,6 +31,8 @@ import type { TopUpTrigger } from '../client/topups';
 import { purchase, type PurchaseInput } from '../workflows/purchase';
 import { webhookActivities } from './webhooks';
 import { reconcileActivities } from './reconcile';
+import { housekeepingActivities } from './housekeeping';
+import { crashPoint } from './crash';
 
 export interface ActivityDeps {
   pool: Pool;
@@ -95,18 +97,6 @@ function inActivity(): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * Test-only fault injection at a step's boundaries: with CREDITFLOW_TEST_CRASH=<activity>:before
- * the worker process dies before that activity's ledger transaction starts; with `:after`, right
- * after it committed, before Temporal hears of it. (CREDITFLOW_TEST_CRASH_AFTER_COMMIT=<activity>
- * is the older spelling of `:after`.)
- */
-function crashPoint(activity: string, when: 'before' | 'after'): void {
-  const legacy = process.env.CREDITFLOW_TEST_CRASH_AFTER_COMMIT;
-  const spec = process.env.CREDITFLOW_TEST_CRASH || (legacy ? `${legacy}:after` : '');
-  if (spec === `${activity}:${when}`) process.kill(process.pid, 'SIGKILL');
 }
 
 /** The ledger transaction a step wrote (steps return an Outcome or a bare result), when it says. */
@@ -200,6 +190,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...webhookActivities(deps),
     ...reconcileActivities(deps),
+    ...housekeepingActivities(deps),
     /** Connectivity check: proves the worker reaches Postgres. */
     async databaseTime(): Promise<string> {
       const r = await deps.pool.query<{ now: Date }>('SELECT now() AS now');

@@ -37,6 +37,15 @@ export const configSchema = z
     METRICS_CACHE_MS: z.coerce.number().int().min(0).max(300_000).default(5000),
     /** When the reconciliation Schedule runs (cron, UTC; API.md "Operations"). */
     RECONCILIATION_CRON: z.string().min(9).default('0 2 * * *'),
+    /** Stored replies of Idempotency-Key requests older than this are purged (the ledger's keys never are). */
+    IDEMPOTENCY_RETENTION_DAYS: z.coerce
+      .number()
+      .int()
+      .min(7, 'IDEMPOTENCY_RETENTION_DAYS must be at least 7 (clients retry for days)')
+      .max(36_500)
+      .default(30),
+    /** When the housekeeping Schedule runs (cron, UTC). */
+    HOUSEKEEPING_CRON: z.string().min(9).default('30 3 * * *'),
   })
   .superRefine((c, ctx) => {
     if (c.PAYMENT_GATEWAY === 'stripe' && !c.STRIPE_SECRET_KEY)

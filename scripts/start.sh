@@ -109,7 +109,8 @@ run_step node dist/scripts/migrate.js "${create_db[@]}"
 unset DATABASE_OWNER_URL # the owner's connection is for migrations only: the CLI, API and worker never get it
 if [ "$CREDITFLOW_MODE" = development ]; then
   # Development convenience: the example card prices events out of the box (never overwrites a card).
-  run_step node dist/cli/main.js rate-cards load --name default --file examples/rate-cards/default.yaml --if-missing
+  run_step node dist/cli/main.js rate-cards load --name default --file examples/rate-cards/default.yaml --if-missing \
+    --operator npm-start --reason 'development default card'
 fi
 (in_session node dist/scripts/supervise.js worker=dist/worker/main.js api=dist/api/main.js) &
 supervisor_pid=$!

@@ -6,7 +6,7 @@ import { ensureReconciliationSchedule } from '../../worker/schedules';
 import { reconcile } from '../../workflows/reconcile';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
-import { temporalHarness } from '../support/temporal';
+import { temporalHarness, triggerSchedule } from '../support/temporal';
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let pool: Pool;
@@ -270,14 +270,9 @@ describe('reconciliation (real Temporal, Postgres, sandbox)', () => {
       expect(after.action).toMatchObject({ memo: { reconciliationCron: '30 4 * * *' } });
       expect(after.spec.calendars?.[0]).toMatchObject({ hour: [{ start: 4, end: 4, step: 1 }] });
 
-      await handle.trigger();
-      let workflowId: string | undefined;
-      for (let i = 0; i < 50 && !workflowId; i++) {
-        workflowId = (await handle.describe()).info.recentActions[0]?.action.workflow.workflowId;
-        if (!workflowId) await new Promise((r) => setTimeout(r, 200));
-      }
+      const workflowId = await triggerSchedule(handle);
       expect(workflowId).toMatch(/^reconcile-/);
-      const outcome = await t.client.workflow.getHandle(workflowId!).result();
+      const outcome = await t.client.workflow.getHandle(workflowId).result();
       expect(['clean', 'discrepancies']).toContain(outcome?.status);
       const stored = await pool.query('SELECT status FROM reconciliation_runs WHERE workflow_id = $1', [workflowId]);
       expect(stored.rows).toEqual([{ status: outcome!.status }]);

@@ -82,6 +82,7 @@ describe('worker built by createWorker, on a real Temporal dev server', () => {
       'connectivityCheck',
       'creditLifecycle',
       'holdSweeper',
+      'housekeeping',
       'purchase',
       'reconcile',
       'refund',

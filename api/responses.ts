@@ -112,6 +112,10 @@ export const LedgerResponse = z
           z.object({
             account: z.string(),
             lotId: z.uuid().nullable(),
+            lotKind: z
+              .enum(LOT_KINDS)
+              .nullable()
+              .openapi({ description: 'the kind of the lot (grant) the entry moved credits of; null when none' }),
             amount: signedCredits('debit (negative) or credit (positive) of the account'),
           }),
         ),
@@ -490,3 +494,11 @@ export const WebhookAttemptsResponse = z
     nextCursor: z.string().nullable(),
   })
   .openapi('WebhookAttempts');
+
+export const PortalTokenResponse = z
+  .object({
+    token: z.string().openapi({ description: 'cfpt_…: a viewer credential for this customer until expiresAt' }),
+    url: z.string().openapi({ description: 'the portal page with this token' }),
+    expiresAt: dateTime(),
+  })
+  .openapi('PortalToken');

@@ -19,13 +19,14 @@ declare module 'express-serve-static-core' {
  * than cached, so a revoked key is refused by every API process on its very next request.
  * Portal tokens (`cfpt_…`, api/portal-tokens.ts) are verified by their signature instead and act as
  * a viewer key of their one customer. A browser's EventSource cannot send headers, so a portal
- * token — never an API key — may also come as `?token=`; each route's query schema says whether it
- * takes one (only the balance stream does).
+ * token — never an API key — may also come as `?token=`, on the balance stream only.
  */
 export function authenticate(pool: Pool, portal?: { tokens: PortalTokens; clock: () => Date }): RequestHandler {
   return async (req: Request, _res: Response, next: NextFunction) => {
     const header = req.get('authorization') ?? '';
     const fromQuery = typeof req.query.token === 'string' && !header ? req.query.token : null;
+    if (fromQuery !== null && !QUERY_TOKEN_PATH.test(req.path))
+      throw unauthorized('a portal token in the URL is accepted by the balance stream only');
     // The scheme is case-insensitive (RFC 9110 §11.1).
     const m = fromQuery === null ? /^bearer +([\x21-\x7e]{16,256})$/i.exec(header) : null;
     if (!m && fromQuery === null) throw unauthorized(header ? 'malformed Authorization header' : 'missing API key');
@@ -48,6 +49,9 @@ export function authenticate(pool: Pool, portal?: { tokens: PortalTokens; clock:
     next();
   };
 }
+
+/** The one route a browser reaches without headers (EventSource). */
+const QUERY_TOKEN_PATH = /^\/customers\/[^/]+\/balance\/stream$/;
 
 const unauthorized = (detail: string) =>
   new HttpProblem(401, 'Unauthorized', detail, {}, { 'WWW-Authenticate': 'Bearer realm="creditflow"' });

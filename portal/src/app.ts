@@ -3,6 +3,7 @@
 import {
   availableChange,
   decodeToken,
+  formatMicro,
   drawnFrom,
   lastDays,
   scale,
@@ -132,10 +133,13 @@ function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string,
   return e;
 }
 
+let shownUsage: UsageRow[] = [];
 function renderUsage(rows: UsageRow[]): void {
+  shownUsage = rows;
   const days = lastDays(new Date(), 30);
   const u = usageByDay(rows, days);
-  const W = 600;
+  // Drawn at the container's own width, so its text stays at its real size on a phone and a desktop.
+  const W = Math.max(280, Math.min(el('chart').clientWidth || 600, 960));
   const H = 180;
   const top = 20;
   const base = H - 24;
@@ -158,14 +162,17 @@ function renderUsage(rows: UsageRow[]): void {
       bar.append(tip);
       chart.append(bar);
     });
-    if (i % 7 === 0 || i === days.length - 1) {
-      const label = svg('text', { x: i * slot + slot / 2, y: H - 6, 'font-size': 11, 'text-anchor': 'middle' });
+    const last = i === days.length - 1;
+    if ((i % 7 === 0 && i < days.length - 4) || last) {
+      const anchor = i === 0 ? 'start' : last ? 'end' : 'middle';
+      const x = i === 0 ? 0 : last ? W : i * slot + slot / 2;
+      const label = svg('text', { x, y: H - 6, 'font-size': 12, 'text-anchor': anchor, fill: '#1a1a1a' });
       label.textContent = day.slice(5);
       chart.append(label);
     }
   });
-  const peak = svg('text', { x: 0, y: 12, 'font-size': 11 });
-  peak.textContent = u.meters.length ? 'credits per day' : 'no usage yet';
+  const peak = svg('text', { x: 0, y: 12, 'font-size': 12, fill: '#1a1a1a' });
+  peak.textContent = u.meters.length ? `highest day: ${formatMicro(u.max)} credits` : 'no usage yet';
   chart.append(peak);
   el('chart').replaceChildren(chart);
   el('legend').replaceChildren(
@@ -202,7 +209,7 @@ async function loadLedger(customerId: string): Promise<void> {
   for (const t of r.transactions) {
     const row = body.insertRow();
     row.dataset.type = t.type;
-    cell(row, when(t.createdAt));
+    cell(row, when(t.createdAt), 'when');
     cell(row, LABELS[t.type] ?? t.type);
     cell(row, availableChange(t.entries), 'num');
     const paid = cell(row, '');
@@ -284,6 +291,7 @@ function main(): void {
     ledger.page--;
     loadLedger(id).catch(failWith);
   });
+  window.addEventListener('resize', () => renderUsage(shownUsage));
   Promise.all([loadLedger(id), loadUsage(id)]).then(() => connect(id), failWith);
 }
 

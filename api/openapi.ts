@@ -333,6 +333,41 @@ export function buildOpenApi(): object {
     errors: [404],
   });
 
+  v1({
+    method: 'get',
+    path: '/v1/customers/{id}/balance/stream',
+    summary: 'Live balance: Server-Sent Events, a `balance` event at once and after every change',
+    description:
+      'text/event-stream. Each `balance` event carries the Balance body; its `id` is the wallet version ' +
+      '(monotonic per customer: after a reconnect, an id not above the last one seen is a state already ' +
+      'known). Heartbeat comments every 15 s. Browsers may pass a portal token as `?token=` (EventSource ' +
+      'cannot send headers). 503 with Retry-After when this process serves its maximum of streams.',
+    tags: ['customers'],
+    params: params.customer,
+    query: s.BalanceStreamQuery,
+    ok: {
+      200: {
+        description: 'An event stream that stays open',
+        content: { 'text/event-stream': { schema: { type: 'string' } } },
+      },
+    },
+    errors: [404],
+  });
+  v1({
+    method: 'post',
+    path: '/v1/customers/{id}/portal-tokens',
+    summary: 'A short-lived, read-only token for this one customer, and the portal URL that uses it',
+    description:
+      'ttlSeconds 1–86,400 (default 3,600). Signed (HMAC-SHA256), not stored: it ends at expiresAt. ' +
+      'Present it like an API key (viewer of this customer), or as `?token=` on /portal and the stream.',
+    tags: ['customers'],
+    params: params.customer,
+    body: s.PortalTokenBody,
+    examples: { hour: { summary: 'An hour (the default)', value: { ttlSeconds: 3600 } } },
+    ok: { 201: json(r.PortalTokenResponse, 'Issued') },
+    errors: [404],
+  });
+
   // Grants
   v1({
     method: 'post',
@@ -882,6 +917,9 @@ export function buildOpenApi(): object {
   });
   open('/openapi.json', 'This document', {
     200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } },
+  });
+  open('/portal', 'The customer portal page (reads its portal token from ?token=)', {
+    200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } },
   });
   open('/docs', 'A human-readable index of this document', {
     200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } },

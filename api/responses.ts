@@ -116,6 +116,10 @@ export const LedgerResponse = z
           z.object({
             account: z.string(),
             lotId: z.uuid().nullable(),
+            lotKind: z
+              .enum(LOT_KINDS)
+              .nullable()
+              .openapi({ description: 'the kind of the lot (grant) the entry moved credits of; null when none' }),
             amount: signedCredits('debit (negative) or credit (positive) of the account'),
           }),
         ),
@@ -526,3 +530,10 @@ export const ReconciliationRunResponse = z
 export const ReconciliationStartedResponse = z
   .object({ runId: z.string(), workflowId: z.string() })
   .openapi('ReconciliationStarted', { description: 'the run started: GET /v1/reconciliation/runs/{runId}' });
+export const PortalTokenResponse = z
+  .object({
+    token: z.string().openapi({ description: 'cfpt_…: a viewer credential for this customer until expiresAt' }),
+    url: z.string().openapi({ description: 'the portal page with this token' }),
+    expiresAt: dateTime(),
+  })
+  .openapi('PortalToken');

@@ -46,6 +46,13 @@ export const configSchema = z
       .default(30),
     /** When the housekeeping Schedule runs (cron, UTC). */
     HOUSEKEEPING_CRON: z.string().min(9).default('30 3 * * *'),
+    /** Signs portal tokens; every API process needs the same one. `npm start` keeps one in its data dir. */
+    PORTAL_TOKEN_SECRET: z.string().min(32, 'PORTAL_TOKEN_SECRET must be at least 32 characters').optional(),
+    /** Live balance streams one API process serves at once; more are refused with 503 + Retry-After. */
+    BALANCE_STREAM_MAX: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+    BALANCE_STREAM_HEARTBEAT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
+    /** The public origin of the API, for links it hands out (portal URLs); default: the request's. */
+    PUBLIC_URL: z.string().url().optional(),
   })
   .superRefine((c, ctx) => {
     if (c.PAYMENT_GATEWAY === 'stripe' && !c.STRIPE_SECRET_KEY)

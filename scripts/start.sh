@@ -80,7 +80,15 @@ wait_for_port() { # host port seconds pid
 ensure_node_modules
 log "building (tsc)"
 run_step npx --no-install tsc -p tsconfig.build.json
+run_step npx --no-install tsc -p portal/tsconfig.json
 mkdir -p "$DATA_DIR"
+if [ "$CREDITFLOW_MODE" = development ] && [ -z "${PORTAL_TOKEN_SECRET:-}" ]; then
+  # Portal tokens stay valid across restarts: one secret per data dir, made on first start.
+  secret_file="$DATA_DIR/portal-token-secret"
+  [ -s "$secret_file" ] || (umask 077 && node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("base64url"))' >"$secret_file")
+  PORTAL_TOKEN_SECRET="$(cat "$secret_file")"
+  export PORTAL_TOKEN_SECRET
+fi
 
 create_db=()
 if [ -z "${DATABASE_URL:-}" ]; then
@@ -120,7 +128,11 @@ log "creditflow is up"
 log "  API          http://127.0.0.1:$PORT   (ready: /readyz, docs: /openapi.json)"
 log "  Temporal     $TEMPORAL_ADDRESS (gRPC)"
 [ -n "$temporal_pid" ] && log "  Temporal UI  http://127.0.0.1:$TEMPORAL_UI_PORT"
-[ "$CREDITFLOW_MODE" = development ] && log "  dev admin key: cf_dev_admin_key_for_local_use_only (development mode only)"
+if [ "$CREDITFLOW_MODE" = development ]; then
+  log "  dev admin key: cf_dev_admin_key_for_local_use_only (development mode only)"
+  # A demo customer's portal (live balance, expiries, usage, ledger); best effort.
+  if portal_url="$(node dist/scripts/demo-portal.js)"; then log "  portal       $portal_url  (demo customer, 24 h)"; fi
+fi
 log "Ctrl-C stops everything"
 
 # The supervisor keeps the worker and the API up; if it or Temporal ends, the stack comes down.

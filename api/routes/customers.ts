@@ -2,14 +2,12 @@ import { Router } from 'express';
 import type { z } from 'zod';
 import { formatCredits } from '../../domain/amount';
 import { customerNotFound } from '../../domain/errors';
-import { compareConsumptionOrder } from '../../domain/lots';
 import { getCustomer, type CustomerRow } from '../../db/customers';
 import { listTransactions } from '../../db/ledger-queries';
-import { listLots } from '../../db/lots';
 import type { Pool } from '../../db/pool';
 import { createCustomer } from '../../ledger/customers';
-import { lotView } from '../../ledger/views';
 import { requestHash } from '../../lib/hash';
+import { readBalance } from '../balance';
 import { allow, CUSTOMER_WRITE_ROLES, READ_ROLES } from '../auth';
 import { CreateCustomerBody, CustomerParams, LedgerQuery } from '../schemas';
 import { body, decodeCursor, encodeCursor, params, query } from '../validate';
@@ -44,28 +42,9 @@ export async function customerOf(pool: Pool, id: string) {
 
 /** Balances, open lots in consumption order and the next expiry (GET …/balance, the CLI). */
 export async function balanceView(pool: Pool, id: string, now: Date) {
-  const c = await getCustomer(pool, id);
-  if (!c) throw customerNotFound(id);
-  const lots = (await listLots(pool, id, { openOnly: true })).sort(compareConsumptionOrder);
-  // Credits next to expire: the earliest future expiry among lots that still have unheld credits.
-  const expiring = lots.filter((l) => l.expiresAt && l.expiresAt > now && l.remaining > 0n);
-  const first = expiring.reduce<Date | null>((m, l) => (!m || l.expiresAt! < m ? l.expiresAt : m), null);
-  const nextExpiry = first
-    ? {
-        at: first.toISOString(),
-        amount: formatCredits(
-          expiring.filter((l) => l.expiresAt!.getTime() === first.getTime()).reduce((s, l) => s + l.remaining, 0n),
-        ),
-      }
-    : null;
-  return {
-    customerId: id,
-    available: formatCredits(c.wallet.available),
-    held: formatCredits(c.wallet.held),
-    arrears: formatCredits(c.wallet.arrears),
-    lots: lots.map(lotView),
-    nextExpiry,
-  };
+  const b = await readBalance(pool, id, now);
+  if (!b) throw customerNotFound(id);
+  return b.body;
 }
 
 /** One page of the customer's ledger transactions, newest first (GET …/ledger, the CLI). */
@@ -91,7 +70,12 @@ export async function ledgerPage(pool: Pool, id: string, q: z.infer<typeof Ledge
       reason: t.reason,
       workflowId: t.workflowId,
       requestId: t.requestId,
-      entries: t.entries.map((e) => ({ account: e.account, lotId: e.lotId, amount: formatCredits(e.amount) })),
+      entries: t.entries.map((e) => ({
+        account: e.account,
+        lotId: e.lotId,
+        lotKind: e.lotKind,
+        amount: formatCredits(e.amount),
+      })),
     })),
     nextCursor: rows.length > q.limit ? encodeCursor(SEQ, page[page.length - 1]!.seq.toString()) : null,
   };

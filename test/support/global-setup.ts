@@ -41,6 +41,8 @@ export default async function globalSetup(): Promise<void> {
 
   // Compiled code for tests that run real processes (npm start, crash tests): built once, up front.
   execFileSync('npx', ['--no-install', 'tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+  // The portal page's script (browser code, its own tsconfig), served from dist/portal.
+  execFileSync('npx', ['--no-install', 'tsc', '-p', 'portal/tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
 
   // Bundle the workflows once per run (bundling per test costs seconds each).
   const { bundleWorkflowCode } = await import('@temporalio/worker');

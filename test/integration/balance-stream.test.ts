@@ -186,7 +186,7 @@ it('a dropped LISTEN connection is reopened and the changes made meanwhile still
     await admin.end();
   }
   await use(c, 4); // while no connection listens
-  await s.next((e) => JSON.parse(e.data).available === '26', 5000);
+  await s.next((e) => JSON.parse(e.data).available === '26', 15_000); // reconnect (backoff) + re-read: generous on a loaded machine
   await use(c, 1); // and after
   await s.next((e) => JSON.parse(e.data).available === '25', 2000);
 });

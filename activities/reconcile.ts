@@ -7,10 +7,12 @@ import {
   checkPage,
   planPages,
   finishRun,
+  getRun,
   startRun,
   type Discrepancy,
 } from '../db/reconciliation';
 import { withTransaction } from '../db/pool';
+import { crashPoint } from './crash';
 import { notify } from '../ledger/notify';
 import type { ActivityDeps } from './index';
 
@@ -41,6 +43,7 @@ export function reconcileActivities(deps: ActivityDeps) {
 
     /** The wallets in (after, last]. */
     async reconcilePage(o: { runId: string; after: string; last: string; expiryGraceSeconds: number }) {
+      crashPoint('reconcilePage', 'before');
       Context.current().heartbeat(o.after);
       // One snapshot for the page's checks: rows written between two queries are no discrepancy.
       const { page, holds } = await withTransaction(deps.pool, async (tx) => {
@@ -83,6 +86,7 @@ export function reconcileActivities(deps: ActivityDeps) {
         checked: page.checked,
         notes,
       });
+      crashPoint('reconcilePage', 'after');
       return { wallets: page.checked.wallets, discrepancies: found.length };
     },
 
@@ -93,16 +97,20 @@ export function reconcileActivities(deps: ActivityDeps) {
 
     /** Whole-database checks, then the verdict and (if any) ONE notification, in one transaction. */
     async finishReconciliation(o: { runId: string }) {
+      Context.current().heartbeat('global');
       const global = await checkGlobal(deps.pool);
+      Context.current().heartbeat('verdict');
       await addPage(deps.pool, o.runId, '<global>', {
         wallets: 0,
         discrepancies: global,
         checked: { wallets: 0, lots: 0, transactions: 0, events: 0, payments: 0 },
       });
-      return withTransaction(deps.pool, async (tx) => {
-        const run = await finishRun(tx, o.runId);
-        if (!run) return null; // finished by an earlier attempt
+      const verdict = await withTransaction(deps.pool, async (tx) => {
+        // null: an earlier attempt finished it (and notified); its verdict stands
+        const run = (await finishRun(tx, o.runId)) ?? (await getRun(tx, o.runId));
+        if (!run) return null;
         const customers = [...new Set(run.discrepancies.map((d) => d.customerId).filter((c): c is string => !!c))];
+        // once per run: the outbox dedupes on the run's key
         if (run.status === 'discrepancies')
           await notify(tx, [
             {
@@ -124,6 +132,8 @@ export function reconcileActivities(deps: ActivityDeps) {
           checkedWallets: run.checked_wallets,
         };
       });
+      crashPoint('finishReconciliation', 'after');
+      return verdict;
     },
   };
 }

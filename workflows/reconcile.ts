@@ -1,15 +1,14 @@
 import { continueAsNew, defineQuery, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 
-const { startReconciliation, planReconciliationPages, finishReconciliation, failReconciliation } =
-  proxyActivities<Activities>({
-    startToCloseTimeout: '2 minutes',
-    retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
-  });
-// One page per activity, heartbeating: a lost worker is noticed in a minute, not at the timeout.
-const { reconcilePage } = proxyActivities<Activities>({
+const { startReconciliation, planReconciliationPages, failReconciliation } = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
+});
+// A page, and the whole-database checks, heartbeat: a lost worker is noticed in 30 s, not at the timeout.
+const { reconcilePage, finishReconciliation } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
 });
 

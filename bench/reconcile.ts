@@ -23,7 +23,7 @@ const PG_PORT = Number(process.env.BENCH_PG_PORT ?? 55512);
 const T_PORT = Number(process.env.BENCH_TEMPORAL_PORT ?? 39312);
 const WALLETS = Number(process.env.BENCH_WALLETS ?? 100_000);
 const TASK_QUEUE = 'bench-reconcile';
-const PAGE_SIZE = Number(process.env.BENCH_PAGE_SIZE ?? 2000);
+const PAGE_SIZE = Number(process.env.BENCH_PAGE_SIZE ?? 5000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
 const phase = (name: string) => console.error(`${new Date().toISOString()} bench/reconcile: ${name}`);
 

@@ -19,7 +19,8 @@ COPY webhooks webhooks
 COPY client client
 COPY cli cli
 COPY scripts scripts
-RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev
+COPY portal portal
+RUN npx tsc -p tsconfig.build.json && npx tsc -p portal/tsconfig.json && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production CREDITFLOW_MODE=production
@@ -28,6 +29,8 @@ COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
 COPY package.json ./
 COPY migrations migrations
+COPY portal/index.html portal/index.html
+COPY portal/assets portal/assets
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"

@@ -4,6 +4,7 @@ import { credits } from '../domain/amount';
 import { DomainError, isRetryable } from '../domain/errors';
 import { customersWithOverdueLots, overdueHolds } from '../db/holds';
 import { notifyLifecycle } from '../client/lifecycle';
+import { CustomerIdKey } from '../client/holds';
 import type { Pool } from '../db/pool';
 import { HoldLedger } from '../ledger/holds';
 import { LifecycleLedger } from '../ledger/lifecycle';
@@ -30,6 +31,8 @@ import type { TopUpTrigger } from '../client/topups';
 import { purchase, type PurchaseInput } from '../workflows/purchase';
 import { webhookActivities } from './webhooks';
 import { reconcileActivities } from './reconcile';
+import { housekeepingActivities } from './housekeeping';
+import { crashPoint } from './crash';
 
 export interface ActivityDeps {
   pool: Pool;
@@ -96,17 +99,12 @@ function inActivity(): boolean {
   }
 }
 
-/**
- * Test-only fault injection at a step's boundaries: with CREDITFLOW_TEST_CRASH=<activity>:before
- * the worker process dies before that activity's ledger transaction starts; with `:after`, right
- * after it committed, before Temporal hears of it. (CREDITFLOW_TEST_CRASH_AFTER_COMMIT=<activity>
- * is the older spelling of `:after`.)
- */
-function crashPoint(activity: string, when: 'before' | 'after'): void {
-  const legacy = process.env.CREDITFLOW_TEST_CRASH_AFTER_COMMIT;
-  const spec = process.env.CREDITFLOW_TEST_CRASH || (legacy ? `${legacy}:after` : '');
-  if (spec === `${activity}:${when}`) process.kill(process.pid, 'SIGKILL');
-}
+/** The ledger transaction a step wrote (steps return an Outcome or a bare result), when it says. */
+const transactionIdOf = (r: unknown): string | undefined => {
+  const o = r as { transactionId?: unknown; result?: { transactionId?: unknown } } | null;
+  const id = o?.transactionId ?? o?.result?.transactionId;
+  return typeof id === 'string' ? id : undefined;
+};
 
 /** Runs one ledger step between its two crash points. */
 async function step<T>(activity: string, fn: () => Promise<T>): Promise<T> {
@@ -115,6 +113,12 @@ async function step<T>(activity: string, fn: () => Promise<T>): Promise<T> {
   const workflowId = inActivity() ? Context.current().info.workflowExecution?.workflowId : undefined;
   const r = await withAudit(workflowId ? { workflowId } : {}, () => domain(fn));
   crashPoint(activity, 'after');
+  // One line per committed step (with workflowId and activityType, from the SDK's activity logger):
+  // a ledger line's workflowId leads here, and its transactionId when the step returns one.
+  if (workflowId) {
+    const replayed = (r as { replayed?: unknown } | null)?.replayed === true;
+    log.info('ledger step committed', { step: activity, transactionId: transactionIdOf(r), replayed });
+  }
   return r;
 }
 
@@ -186,6 +190,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...webhookActivities(deps),
     ...reconcileActivities(deps),
+    ...housekeepingActivities(deps),
     /** Connectivity check: proves the worker reaches Postgres. */
     async databaseTime(): Promise<string> {
       const r = await deps.pool.query<{ now: Date }>('SELECT now() AS now');
@@ -445,6 +450,7 @@ export function createActivities(deps: ActivityDeps) {
               },
             ],
             workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+            typedSearchAttributes: [{ key: CustomerIdKey, value: p.customerId }],
           });
           purchasesRestarted.push(workflowId);
         }
@@ -459,6 +465,7 @@ export function createActivities(deps: ActivityDeps) {
             taskQueue: deps.taskQueue,
             args: [{ refundId: r.id, customerId: r.customerId }],
             workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+            typedSearchAttributes: [{ key: CustomerIdKey, value: r.customerId }],
           });
           refundsRestarted.push(r.workflowId);
         }

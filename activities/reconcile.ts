@@ -1,15 +1,18 @@
-import { Context, log } from '@temporalio/activity';
+import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import {
   addPage,
   activeHolds,
   checkGlobal,
   checkPage,
+  planPages,
   finishRun,
+  getRun,
   startRun,
   type Discrepancy,
 } from '../db/reconciliation';
 import { withTransaction } from '../db/pool';
+import { crashPoint } from './crash';
 import { notify } from '../ledger/notify';
 import type { ActivityDeps } from './index';
 
@@ -33,22 +36,30 @@ export function reconcileActivities(deps: ActivityDeps) {
       await startRun(deps.pool, { id: o.runId, date: o.date, workflowId: o.workflowId });
     },
 
-    /** One page of wallets after `after`; returns the next cursor (null at the end). */
-    async reconcilePage(o: { runId: string; after: string; limit: number; expiryGraceSeconds: number }) {
+    /** The next `count` pages' bounds (so the workflow can check them side by side). */
+    async planReconciliationPages(o: { after: string; size: number; count: number }) {
+      return planPages(deps.pool, o);
+    },
+
+    /** The wallets in (after, last]. */
+    async reconcilePage(o: { runId: string; after: string; last: string; expiryGraceSeconds: number }) {
+      crashPoint('reconcilePage', 'before');
       Context.current().heartbeat(o.after);
       // One snapshot for the page's checks: rows written between two queries are no discrepancy.
       const { page, holds } = await withTransaction(deps.pool, async (tx) => {
         await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+        // The page's aggregates fit in memory: hashed, not sorted (3× faster on a 40k-entry page).
+        await tx.query(`SET LOCAL work_mem = '64MB'`);
+        // Compiling the page statement (JIT) cost 4× more than running it.
+        await tx.query('SET LOCAL jit = off');
         const p = await checkPage(tx, { ...o, sandbox: sandbox() });
-        const last = p.customerIds[p.customerIds.length - 1];
-        return { page: p, holds: last === undefined ? [] : await activeHolds(tx, o.after, last) };
+        return { page: p, holds: await activeHolds(tx, o.after, o.last) };
       });
       Context.current().heartbeat(o.after);
       const found: Discrepancy[] = [...page.discrepancies];
       const notes: string[] = [];
       if (o.after === '' && !sandbox())
         notes.push(`gateway ${deps.gateway?.name ?? 'none'}: ledger-vs-gateway checks skipped (sandbox only)`);
-      const last = page.customerIds[page.customerIds.length - 1];
       // A hold is active until its reservation workflow releases it: a hold whose workflow is gone is stranded.
       if (holds.length > 0 && !deps.temporal) notes.push('no Temporal client: hold workflows not checked');
       const client = holds.length > 0 && deps.temporal ? await deps.temporal() : null;
@@ -70,12 +81,13 @@ export function reconcileActivities(deps: ActivityDeps) {
         });
       }
       await addPage(deps.pool, o.runId, o.after, {
-        wallets: page.customerIds.length,
+        wallets: page.checked.wallets,
         discrepancies: found,
         checked: page.checked,
         notes,
       });
-      return { next: last ?? null, wallets: page.customerIds.length, discrepancies: found.length };
+      crashPoint('reconcilePage', 'after');
+      return { wallets: page.checked.wallets, discrepancies: found.length };
     },
 
     /** A run that cannot finish says so (its partial report stays). */
@@ -85,41 +97,43 @@ export function reconcileActivities(deps: ActivityDeps) {
 
     /** Whole-database checks, then the verdict and (if any) ONE notification, in one transaction. */
     async finishReconciliation(o: { runId: string }) {
+      Context.current().heartbeat('global');
       const global = await checkGlobal(deps.pool);
+      Context.current().heartbeat('verdict');
       await addPage(deps.pool, o.runId, '<global>', {
         wallets: 0,
         discrepancies: global,
         checked: { wallets: 0, lots: 0, transactions: 0, events: 0, payments: 0 },
       });
-      return withTransaction(deps.pool, async (tx) => {
-        const run = await finishRun(tx, o.runId);
-        if (!run) return null; // finished by an earlier attempt
+      const verdict = await withTransaction(deps.pool, async (tx) => {
+        // null: an earlier attempt finished it (and notified); its verdict stands
+        const run = (await finishRun(tx, o.runId)) ?? (await getRun(tx, o.runId));
+        if (!run) return null;
         const customers = [...new Set(run.discrepancies.map((d) => d.customerId).filter((c): c is string => !!c))];
-        if (run.status === 'discrepancies') {
-          // The outbox needs a customer: the run's notification goes under its first discrepant one.
-          if (customers.length === 0) log.error('reconciliation: discrepancies with no customer, not notified');
-          else
-            await notify(tx, [
-              {
-                type: 'reconciliation.discrepancy',
-                customerId: customers[0]!,
-                dedupeKey: `reconciliation.discrepancy:${run.id}`,
-                data: {
-                  runId: run.id,
-                  date: run.date,
-                  count: run.summary.discrepancyCount ?? run.discrepancies.length,
-                  customers,
-                  discrepancies: run.discrepancies.slice(0, NOTIFY_MAX),
-                },
+        // once per run: the outbox dedupes on the run's key
+        if (run.status === 'discrepancies')
+          await notify(tx, [
+            {
+              type: 'reconciliation.discrepancy',
+              customerId: null, // about the run; the customers are in the data
+              dedupeKey: `reconciliation.discrepancy:${run.id}`,
+              data: {
+                runId: run.id,
+                date: run.date,
+                count: run.summary.discrepancyCount ?? run.discrepancies.length,
+                customers,
+                discrepancies: run.discrepancies.slice(0, NOTIFY_MAX),
               },
-            ]);
-        }
+            },
+          ]);
         return {
           status: run.status,
           discrepancies: run.summary.discrepancyCount ?? 0,
           checkedWallets: run.checked_wallets,
         };
       });
+      crashPoint('finishReconciliation', 'after');
+      return verdict;
     },
   };
 }

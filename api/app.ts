@@ -6,6 +6,7 @@ import { authenticate } from './auth';
 import { jsonBody } from './body';
 import { withAudit } from '../lib/audit';
 import { createMetrics } from './metrics';
+import { requestId } from './request-id';
 import { buildOpenApi, renderDocs } from './openapi';
 import { errorHandler, HttpProblem } from './problem';
 import { customerRoutes } from './routes/customers';
@@ -29,6 +30,9 @@ import { correctionRoutes } from './routes/corrections';
 import { alertRoutes } from './routes/alerts';
 import { webhookRoutes } from './routes/webhooks';
 import { reconciliationRoutes, type StartReconciliation } from './routes/reconciliation';
+import { BalanceStreams } from './balance-streams';
+import { PortalTokens } from './portal-tokens';
+import { portalApiRoutes, portalPageRoutes } from './routes/portal';
 
 export interface AppDeps {
   pool: Pool;
@@ -52,7 +56,15 @@ export interface AppDeps {
   webhooks?: (endpointId: string) => Promise<void>;
   /** Starts a reconciliation run now. */
   reconciliation?: StartReconciliation;
+  /** Open live-balance streams (default: one per app, 10,000 at most, heartbeats every 15 s). */
+  balanceStreams?: BalanceStreams;
+  /** Signs and verifies portal tokens (default: a random secret, valid only in this process). */
+  portalTokens?: PortalTokens;
+  /** The public origin of the portal page in portal-token URLs (default: the request's). */
+  publicUrl?: string;
   bodyLimit?: string;
+  /** How long /metrics reuses its database figures (METRICS_CACHE_MS). */
+  metricsCacheMs?: number;
   clock?: () => Date;
 }
 
@@ -100,11 +112,12 @@ function routeProblem(router: Router, req: Request): HttpProblem | null {
 export function createApp(deps: AppDeps): express.Express {
   const app = express();
   const clock = deps.clock ?? (() => new Date());
-  const metrics = createMetrics();
+  const metrics = createMetrics({ pool: deps.pool, log: deps.logger, cacheMs: deps.metricsCacheMs });
   const openapi = buildOpenApi();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  app.use(requestId(deps.logger));
   app.use(metrics.middleware);
 
   app.get('/healthz', (_req, res) => {
@@ -138,8 +151,13 @@ export function createApp(deps: AppDeps): express.Express {
     res.type('html').send(docs);
   });
 
+  app.use(portalPageRoutes());
+
+  const tokens = deps.portalTokens ?? new PortalTokens();
+  const streams =
+    deps.balanceStreams ?? new BalanceStreams(deps.pool, { maxStreams: 10_000, heartbeatMs: 15_000, clock });
   const v1 = express.Router();
-  v1.use(authenticate(deps.pool));
+  v1.use(authenticate(deps.pool, { tokens, clock }));
   v1.use(strictQuery);
   // Before the body is read: a wrong method or path is refused whatever it carries.
   v1.use((req, _res, next) => {
@@ -149,8 +167,8 @@ export function createApp(deps: AppDeps): express.Express {
   });
   v1.use(jsonBody({ limit: deps.bodyLimit ?? '1mb' }));
   // After the body is read (stream callbacks would lose the context): every ledger transaction a
-  // request writes records the API key that asked (lib/audit.ts).
-  v1.use((req, _res, next) => withAudit({ requestedBy: req.principal?.id }, next));
+  // request writes records the API key that asked and the request id (lib/audit.ts).
+  v1.use((req, _res, next) => withAudit({ requestedBy: req.principal?.id, requestId: req.requestId }, next));
   v1.use(customerRoutes({ pool: deps.pool, clock }));
   v1.use(
     grantRoutes({
@@ -183,6 +201,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(alertRoutes({ pool: deps.pool }));
   v1.use(webhookRoutes({ pool: deps.pool, start: deps.webhooks, logger: deps.logger }));
   v1.use(reconciliationRoutes({ pool: deps.pool, start: deps.reconciliation }));
+  v1.use(portalApiRoutes({ pool: deps.pool, streams, tokens, clock, publicUrl: deps.publicUrl }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => {

@@ -16,6 +16,8 @@ import { TopUpTrigger } from '../client/topups';
 import { createGateway } from '../payments';
 import { reconciliationStarter } from './routes/reconciliation';
 import { startWebhookDelivery } from '../webhooks/workflows';
+import { BalanceStreams } from './balance-streams';
+import { PortalTokens } from './portal-tokens';
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -40,6 +42,15 @@ async function main(): Promise<void> {
   const gateway = createGateway(config, pool);
   if (gateway.name === 'sandbox' && !development)
     log.warn('PAYMENT_GATEWAY=sandbox in production mode: purchases are not charged to anyone');
+  if (!config.PORTAL_TOKEN_SECRET)
+    log.warn(
+      'PORTAL_TOKEN_SECRET is not set: portal tokens are signed with a random secret and only this process, until it stops, accepts them',
+    );
+  const portalTokens = new PortalTokens(config.PORTAL_TOKEN_SECRET);
+  const balanceStreams = new BalanceStreams(pool, {
+    maxStreams: config.BALANCE_STREAM_MAX,
+    heartbeatMs: config.BALANCE_STREAM_HEARTBEAT_MS,
+  });
   const topUps = new TopUpTrigger(pool, () => temporal.client(), config.TEMPORAL_TASK_QUEUE, { log });
   const app = createApp({
     pool,
@@ -57,7 +68,11 @@ async function main(): Promise<void> {
     topUps,
     webhooks: async (id) => startWebhookDelivery(await temporal.client(), config.TEMPORAL_TASK_QUEUE, id),
     reconciliation: async () => reconciliationStarter(await temporal.client(), config.TEMPORAL_TASK_QUEUE)(),
+    balanceStreams,
+    portalTokens,
+    publicUrl: config.PUBLIC_URL,
     bodyLimit: config.BODY_LIMIT,
+    metricsCacheMs: config.METRICS_CACHE_MS,
   });
   const server: Server = app.listen(config.PORT, config.HOST, () => {
     log.info(
@@ -71,6 +86,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down API');
+    // Open streams would keep the server from closing: end them (browsers reconnect elsewhere).
+    balanceStreams.close();
     server.close(() => {
       void Promise.allSettled([pool.end(), temporal.close()]).then(() => process.exit(0));
     });

@@ -165,6 +165,7 @@ const params = {
     purchaseId: s.PurchaseId.openapi({ example: purchaseIdFor('cust_42', 'seed_purchase') }),
   }),
   refund: z.strictObject({ refundId: s.RefundId.openapi({ example: 'ref_0123456789abcdef' }) }),
+  run: z.strictObject({ id: z.string().min(1).max(128).openapi({ example: '00000000-0000-4000-8000-000000000000' }) }),
 };
 
 /** A list's query with its cursor described as what it is (opaque). */
@@ -329,6 +330,41 @@ export function buildOpenApi(): object {
     params: params.customer,
     query: query.ledger,
     ok: { 200: json(r.LedgerResponse, 'One page of transactions') },
+    errors: [404],
+  });
+
+  v1({
+    method: 'get',
+    path: '/v1/customers/{id}/balance/stream',
+    summary: 'Live balance: Server-Sent Events, a `balance` event at once and after every change',
+    description:
+      'text/event-stream. Each `balance` event carries the Balance body; its `id` is the wallet version ' +
+      '(monotonic per customer: after a reconnect, an id not above the last one seen is a state already ' +
+      'known). Heartbeat comments every 15 s. Browsers may pass a portal token as `?token=` (EventSource ' +
+      'cannot send headers). 503 with Retry-After when this process serves its maximum of streams.',
+    tags: ['customers'],
+    params: params.customer,
+    query: s.BalanceStreamQuery,
+    ok: {
+      200: {
+        description: 'An event stream that stays open',
+        content: { 'text/event-stream': { schema: { type: 'string' } } },
+      },
+    },
+    errors: [404],
+  });
+  v1({
+    method: 'post',
+    path: '/v1/customers/{id}/portal-tokens',
+    summary: 'A short-lived, read-only token for this one customer, and the portal URL that uses it',
+    description:
+      'ttlSeconds 1–86,400 (default 3,600). Signed (HMAC-SHA256), not stored: it ends at expiresAt. ' +
+      'Present it like an API key (viewer of this customer), or as `?token=` on /portal and the stream.',
+    tags: ['customers'],
+    params: params.customer,
+    body: s.PortalTokenBody,
+    examples: { hour: { summary: 'An hour (the default)', value: { ttlSeconds: 3600 } } },
+    ok: { 201: json(r.PortalTokenResponse, 'Issued') },
     errors: [404],
   });
 
@@ -691,6 +727,40 @@ export function buildOpenApi(): object {
     },
   });
 
+  // Reconciliation (admin)
+  v1({
+    method: 'post',
+    path: '/v1/reconciliation/runs',
+    summary: 'Start a reconciliation now (admin); a Temporal Schedule runs it daily',
+    description:
+      'Checks every wallet page by page — invariants 1–7 and 9 from the ledger entries, usage vs its ' +
+      'events, ledger vs gateway charges and refunds, holds whose workflow is gone, expired lots with a ' +
+      'remainder — and stores a report. It never fixes anything; discrepancies raise one ' +
+      '`reconciliation.discrepancy` notification per run.',
+    tags: ['operations'],
+    ok: { 202: json(r.ReconciliationStartedResponse, 'Started') },
+    // no body; one sent anyway must be JSON (the body parser runs for every POST)
+    errors: [413, 415],
+  });
+  v1({
+    method: 'get',
+    path: '/v1/reconciliation/latest',
+    summary: 'The latest reconciliation report (admin)',
+    tags: ['operations'],
+    ok: { 200: json(r.ReconciliationRunResponse, 'The report') },
+    errors: [404],
+    problems: { 404: problem('No reconciliation has run yet') },
+  });
+  v1({
+    method: 'get',
+    path: '/v1/reconciliation/runs/{id}',
+    summary: 'One reconciliation report (admin)',
+    tags: ['operations'],
+    params: params.run,
+    ok: { 200: json(r.ReconciliationRunResponse, 'The report') },
+    errors: [404],
+  });
+
   // Alerts and notifications
   v1({
     method: 'put',
@@ -848,6 +918,9 @@ export function buildOpenApi(): object {
   open('/openapi.json', 'This document', {
     200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } },
   });
+  open('/portal', 'The customer portal page (reads its portal token from ?token=)', {
+    200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } },
+  });
   open('/docs', 'A human-readable index of this document', {
     200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } },
   });
@@ -859,7 +932,9 @@ export function buildOpenApi(): object {
       version: '1',
       description:
         'Credit billing engine API. Credits are decimal strings (≤ 6 decimals); times RFC 3339. ' +
-        'Errors are application/problem+json (RFC 9457); a 5xx other than 503 is a bug.',
+        'Errors are application/problem+json (RFC 9457); a 5xx other than 503 is a bug. ' +
+        "Every response carries `X-Request-Id`: the request's own when it sent one of 1–128 visible ASCII " +
+        'characters, else a new UUID; the API logs it and ledger transactions record it (`requestId`).',
     },
     security: [{ bearer: [] }],
   });

@@ -113,7 +113,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       // Unknown failure: log it (no secrets: headers are redacted), answer without internals.
       const down = isUnavailable(err);
       log[down ? 'warn' : 'error'](
-        { err, method: req.method, path: req.path },
+        { err, method: req.method, path: req.path, requestId: req.requestId },
         down ? 'dependency down' : 'unhandled error',
       );
       p = down

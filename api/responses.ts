@@ -108,10 +108,18 @@ export const LedgerResponse = z
           .openapi({ description: 'the API key that asked (support actions, API writes); null for system work' }),
         reason: z.string().nullable(),
         workflowId: z.string().nullable().openapi({ description: 'the workflow that wrote it (holds, refunds, …)' }),
+        requestId: z.string().nullable().openapi({
+          description:
+            "the API request that wrote it (its X-Request-Id, in the API's log lines); null for workflow steps and usage events",
+        }),
         entries: z.array(
           z.object({
             account: z.string(),
             lotId: z.uuid().nullable(),
+            lotKind: z
+              .enum(LOT_KINDS)
+              .nullable()
+              .openapi({ description: 'the kind of the lot (grant) the entry moved credits of; null when none' }),
             amount: signedCredits('debit (negative) or credit (positive) of the account'),
           }),
         ),
@@ -490,3 +498,42 @@ export const WebhookAttemptsResponse = z
     nextCursor: z.string().nullable(),
   })
   .openapi('WebhookAttempts');
+
+const Discrepancy = z.object({
+  check: z.string().openapi({ example: 'inv2: cached available/held equal entry sums' }),
+  customerId: z.string().nullable(),
+  subject: z.string().openapi({ description: 'the row at fault: a customer, lot, transaction, charge…' }),
+  detail: z.string(),
+});
+
+export const ReconciliationRunResponse = z
+  .object({
+    id: z.string(),
+    date: z.string().openapi({ example: '2026-11-29' }),
+    workflowId: z.string(),
+    status: z.enum(['running', 'clean', 'discrepancies', 'failed']),
+    startedAt: dateTime(),
+    finishedAt: dateTime().nullable(),
+    checked: z.object({
+      wallets: z.number().int().min(0),
+      lots: z.number().int().min(0),
+      transactions: z.number().int().min(0),
+      events: z.number().int().min(0),
+      payments: z.number().int().min(0),
+    }),
+    discrepancyCount: z.number().int().min(0).openapi({ description: 'all found; at most 10,000 are listed' }),
+    discrepancies: z.array(Discrepancy),
+    notes: z.array(z.string()).openapi({ description: 'checks skipped and why (e.g. gateway not readable)' }),
+  })
+  .openapi('ReconciliationRun');
+
+export const ReconciliationStartedResponse = z
+  .object({ runId: z.string(), workflowId: z.string() })
+  .openapi('ReconciliationStarted', { description: 'the run started: GET /v1/reconciliation/runs/{runId}' });
+export const PortalTokenResponse = z
+  .object({
+    token: z.string().openapi({ description: 'cfpt_…: a viewer credential for this customer until expiresAt' }),
+    url: z.string().openapi({ description: 'the portal page with this token' }),
+    expiresAt: dateTime(),
+  })
+  .openapi('PortalToken');

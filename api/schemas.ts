@@ -362,3 +362,10 @@ export const NotificationQuery = z.strictObject({
   type: NotificationType.optional(),
   ...pageQuery,
 });
+
+/** POST /v1/customers/:id/portal-tokens (API.md "Live balance and the customer portal"). */
+export const PortalTokenBody = z
+  .strictObject({ ttlSeconds: z.number().int().min(1).max(86_400).optional() })
+  .openapi('PortalTokenRequest');
+/** A browser's EventSource cannot send headers: a portal token may come as `?token=`. */
+export const BalanceStreamQuery = z.strictObject({ token: z.string().max(512).optional() });

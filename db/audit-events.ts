@@ -10,7 +10,8 @@ export type AuditAction =
   | 'api_key.revoked'
   | 'webhook_endpoint.created'
   | 'webhook_endpoint.deleted'
-  | 'webhook_endpoint.secret_rotated';
+  | 'webhook_endpoint.secret_rotated'
+  | 'reconciliation.requested';
 
 export interface NewAuditEvent {
   action: AuditAction;

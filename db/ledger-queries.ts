@@ -13,7 +13,9 @@ export interface TransactionView {
   requestedBy: { keyId: string; name: string | null } | null;
   reason: string | null;
   workflowId: string | null;
-  entries: { account: string; lotId: string | null; amount: bigint }[];
+  /** The API request that wrote it (its X-Request-Id), when a request did. */
+  requestId: string | null;
+  entries: { account: string; lotId: string | null; lotKind: string | null; amount: bigint }[];
 }
 
 export interface LedgerFilter {
@@ -36,13 +38,15 @@ export async function listTransactions(q: Queryable, customerId: string, f: Ledg
     requested_by_name: string | null;
     reason: string | null;
     workflow_id: string | null;
-    entries: { account: string; lot_id: string | null; amount: string }[] | null;
+    request_id: string | null;
+    entries: { account: string; lot_id: string | null; lot_kind: string | null; amount: string }[] | null;
   }>(
     `SELECT t.id, t.seq, t.type, t.created_at, t.reference, t.idempotency_key, t.requested_by, t.reason,
-            t.workflow_id, (SELECT k.name FROM api_keys k WHERE k.id = t.requested_by) AS requested_by_name,
-            (SELECT json_agg(json_build_object('account', e.account, 'lot_id', e.lot_id, 'amount', e.amount::text)
-                             ORDER BY e.id)
-               FROM ledger_entries e WHERE e.transaction_id = t.id) AS entries
+            t.workflow_id, t.request_id, (SELECT k.name FROM api_keys k WHERE k.id = t.requested_by) AS requested_by_name,
+            (SELECT json_agg(json_build_object('account', e.account, 'lot_id', e.lot_id, 'lot_kind', l.kind,
+                                               'amount', e.amount::text) ORDER BY e.id)
+               FROM ledger_entries e LEFT JOIN credit_lots l ON l.id = e.lot_id
+              WHERE e.transaction_id = t.id) AS entries
        FROM ledger_transactions t
       WHERE t.customer_id = $1
         AND ($2::text IS NULL OR t.type = $2)
@@ -63,7 +67,13 @@ export async function listTransactions(q: Queryable, customerId: string, f: Ledg
     requestedBy: r.requested_by ? { keyId: r.requested_by, name: r.requested_by_name } : null,
     reason: r.reason,
     workflowId: r.workflow_id,
-    entries: (r.entries ?? []).map((e) => ({ account: e.account, lotId: e.lot_id, amount: int8(e.amount) })),
+    requestId: r.request_id,
+    entries: (r.entries ?? []).map((e) => ({
+      account: e.account,
+      lotId: e.lot_id,
+      lotKind: e.lot_kind,
+      amount: int8(e.amount),
+    })),
   }));
 }
 

@@ -3,7 +3,7 @@ import type { Queryable } from './queryable';
 /** The durable outbox of domain events; the alerts work delivers them. One row per dedupe key. */
 export async function enqueue(
   q: Queryable,
-  events: readonly { dedupeKey: string; type: string; customerId: string; payload: Record<string, unknown> }[],
+  events: readonly { dedupeKey: string; type: string; customerId: string | null; payload: Record<string, unknown> }[],
 ): Promise<string[]> {
   if (events.length === 0) return [];
   const res = await q.query<{ dedupe_key: string }>(

@@ -13,12 +13,12 @@ import { ensureFits } from './limits';
 import { lotView, type LotView } from './views';
 import { currentAudit, type Audit } from '../lib/audit';
 
-/** Who/why/workflow for the transactions this database transaction appends (column defaults read them). */
+/** Who/why/request/workflow for the transactions this database transaction appends (column defaults read them). */
 async function setAudit(tx: Tx, a: Audit): Promise<void> {
   await tx.query(
     `SELECT set_config('creditflow.requested_by', $1, true), set_config('creditflow.reason', $2, true),
-            set_config('creditflow.workflow_id', $3, true)`,
-    [a.requestedBy ?? '', (a.reason ?? '').slice(0, 500), a.workflowId ?? ''],
+            set_config('creditflow.workflow_id', $3, true), set_config('creditflow.request_id', $4, true)`,
+    [a.requestedBy ?? '', (a.reason ?? '').slice(0, 500), a.workflowId ?? '', a.requestId ?? ''],
   );
 }
 

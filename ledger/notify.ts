@@ -56,7 +56,13 @@ const _catalogued: readonly NotificationType[] = [] as (keyof NotificationData)[
 
 /** One notification per dedupe key, ever: a retried or replayed cause emits nothing new. */
 export type Notification = {
-  [T in keyof NotificationData]: { type: T; customerId: string; dedupeKey: string; data: NotificationData[T] };
+  [T in keyof NotificationData]: {
+    type: T;
+    /** null: an operator's event about no one customer (a reconciliation run) */
+    customerId: string | null;
+    dedupeKey: string;
+    data: NotificationData[T];
+  };
 }[keyof NotificationData];
 
 export async function notify(q: Queryable, notifications: readonly Notification[]): Promise<void> {

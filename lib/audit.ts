@@ -1,14 +1,19 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 
 /**
- * Who asked for a credit movement, why, and for which workflow. Set around a call (the API's
- * key, a route's reason, an activity's workflow id); the ledger core writes it into the
- * transaction's `requested_by` / `reason` / `workflow_id` through transaction-local settings.
+ * Who asked for a credit movement, why, and in which request or workflow. Set around a call (the
+ * API's key and request id, a route's reason, an activity's workflow id); the ledger core writes
+ * it into the transaction's `requested_by` / `reason` / `request_id` / `workflow_id` through
+ * transaction-local settings, and every log line written inside it carries `requestId`,
+ * `workflowId` and `activityType` (lib/logger.ts).
  */
 export interface Audit {
   requestedBy?: string;
   reason?: string;
   workflowId?: string;
+  requestId?: string;
+  /** Logs only: the activity running (the ledger has no column for it). */
+  activityType?: string;
 }
 
 const store = new AsyncLocalStorage<Audit>();

@@ -6,7 +6,10 @@ export const configSchema = z
     CREDITFLOW_MODE: z.enum(['development', 'production']).default('production'),
     PORT: z.coerce.number().int().min(0).max(65535).default(3000),
     HOST: z.string().default('0.0.0.0'),
+    /** The service's connection: a least-privileged role when DATABASE_OWNER_URL is set (README "Database roles"). */
     DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5433/creditflow'),
+    /** The schema owner, for migrations only (scripts/migrate.ts); never given to the API or worker. */
+    DATABASE_OWNER_URL: z.string().url().optional(),
     DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(20),
     /** How long a request waits for a database connection before failing (503) instead of hanging. */
     DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
@@ -25,8 +28,31 @@ export const configSchema = z
     GATEWAY_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
     /** Webhook hosts (names or IPs, comma-separated) allowed although private or loopback (production mode). */
     WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
+    /** The worker's own Prometheus metrics (Temporal SDK: task latencies, slots, polls…); `off` disables. */
+    WORKER_METRICS_ADDRESS: z
+      .string()
+      .regex(/^(off|\d{1,3}(\.\d{1,3}){3}:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5})$/, 'ip:port (e.g. 0.0.0.0:9464) or off')
+      .default('127.0.0.1:9464'),
+    /** How long /metrics may reuse its database figures (a scrape storm reads the database once). */
+    METRICS_CACHE_MS: z.coerce.number().int().min(0).max(300_000).default(5000),
     /** When the reconciliation Schedule runs (cron, UTC; API.md "Operations"). */
     RECONCILIATION_CRON: z.string().min(9).default('0 2 * * *'),
+    /** Stored replies of Idempotency-Key requests older than this are purged (the ledger's keys never are). */
+    IDEMPOTENCY_RETENTION_DAYS: z.coerce
+      .number()
+      .int()
+      .min(7, 'IDEMPOTENCY_RETENTION_DAYS must be at least 7 (clients retry for days)')
+      .max(36_500)
+      .default(30),
+    /** When the housekeeping Schedule runs (cron, UTC). */
+    HOUSEKEEPING_CRON: z.string().min(9).default('30 3 * * *'),
+    /** Signs portal tokens; every API process needs the same one. `npm start` keeps one in its data dir. */
+    PORTAL_TOKEN_SECRET: z.string().min(32, 'PORTAL_TOKEN_SECRET must be at least 32 characters').optional(),
+    /** Live balance streams one API process serves at once; more are refused with 503 + Retry-After. */
+    BALANCE_STREAM_MAX: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+    BALANCE_STREAM_HEARTBEAT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
+    /** The public origin of the API, for links it hands out (portal URLs); default: the request's. */
+    PUBLIC_URL: z.string().url().optional(),
     /** Kafka ingestion (ingest/consumer.ts): brokers, comma-separated host:port. */
     KAFKA_BROKERS: z.string().min(1).default('127.0.0.1:9092'),
     /** The usage topic (key = customer id); rejected records go to `<topic>.rejected`. */

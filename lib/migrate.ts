@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
+import { provisionServiceRole } from './db-roles';
 
 export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
 
@@ -11,16 +12,19 @@ function migrationsDir(): string {
   return candidates.find((d) => existsSync(d)) ?? MIGRATIONS_DIR;
 }
 
-/** Creates the database when it does not exist (local clusters), then applies pending migrations. */
 export interface MigrateLogger {
   info(msg: string): void;
   warn(msg: string): void;
   error(msg: string): void;
 }
 
+/**
+ * As the owner (databaseUrl): creates the database when it does not exist (local clusters), applies
+ * pending migrations, then sets up serviceUrl's user as the service's least-privileged login role.
+ */
 export async function migrate(
   databaseUrl: string,
-  opts: { createDatabase?: boolean; logger?: MigrateLogger } = {},
+  opts: { createDatabase?: boolean; logger?: MigrateLogger; serviceUrl?: string } = {},
 ): Promise<void> {
   if (opts.createDatabase) await createDatabaseIfMissing(databaseUrl);
   const noop = () => undefined;
@@ -39,6 +43,7 @@ export async function migrate(
       error: (m: string) => (l ? l.error(m) : console.error(m)),
     },
   });
+  if (opts.serviceUrl) await provisionServiceRole(databaseUrl, opts.serviceUrl);
 }
 
 export async function createDatabaseIfMissing(databaseUrl: string): Promise<void> {

@@ -84,7 +84,15 @@ wait_for_port() { # host port seconds pid
 ensure_node_modules
 log "building (tsc)"
 run_step npx --no-install tsc -p tsconfig.build.json
+run_step npx --no-install tsc -p portal/tsconfig.json
 mkdir -p "$DATA_DIR"
+if [ "$CREDITFLOW_MODE" = development ] && [ -z "${PORTAL_TOKEN_SECRET:-}" ]; then
+  # Portal tokens stay valid across restarts: one secret per data dir, made on first start.
+  secret_file="$DATA_DIR/portal-token-secret"
+  [ -s "$secret_file" ] || (umask 077 && node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("base64url"))' >"$secret_file")
+  PORTAL_TOKEN_SECRET="$(cat "$secret_file")"
+  export PORTAL_TOKEN_SECRET
+fi
 
 create_db=()
 if [ -z "${DATABASE_URL:-}" ]; then
@@ -92,7 +100,10 @@ if [ -z "${DATABASE_URL:-}" ]; then
   pg_state=starting
   run_step bash "$ROOT/scripts/pg.sh" start "$DATA_DIR/pg" "$PG_PORT"
   pg_state=up
-  export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/creditflow"
+  # Migrations as the owner; the service as creditflow_app, which cannot rewrite the ledger
+  # (README "Database roles"; trust auth on loopback: no passwords).
+  export DATABASE_OWNER_URL="postgres://postgres@127.0.0.1:$PG_PORT/creditflow"
+  export DATABASE_URL="postgres://creditflow_app@127.0.0.1:$PG_PORT/creditflow"
   create_db=(--create-database)
 fi
 
@@ -118,9 +129,11 @@ if [ -n "$INGEST_KAFKA" ] && [ "$INGEST_KAFKA" != 0 ]; then
 fi
 
 run_step node dist/scripts/migrate.js "${create_db[@]}"
+unset DATABASE_OWNER_URL # the owner's connection is for migrations only: the CLI, API and worker never get it
 if [ "$CREDITFLOW_MODE" = development ]; then
   # Development convenience: the example card prices events out of the box (never overwrites a card).
-  run_step node dist/cli/main.js rate-cards load --name default --file examples/rate-cards/default.yaml --if-missing
+  run_step node dist/cli/main.js rate-cards load --name default --file examples/rate-cards/default.yaml --if-missing \
+    --operator npm-start --reason 'development default card'
 fi
 (in_session node dist/scripts/supervise.js "${children[@]}") &
 supervisor_pid=$!
@@ -133,7 +146,11 @@ log "  Temporal     $TEMPORAL_ADDRESS (gRPC)"
 if [ -n "${KAFKA_BROKERS:-}" ] && [ "${#children[@]}" -gt 2 ]; then
   log "  Kafka        $KAFKA_BROKERS, topic ${KAFKA_TOPIC:-creditflow.usage} (consumer metrics: http://127.0.0.1:${CONSUMER_METRICS_PORT:-9464}/metrics)"
 fi
-[ "$CREDITFLOW_MODE" = development ] && log "  dev admin key: cf_dev_admin_key_for_local_use_only (development mode only)"
+if [ "$CREDITFLOW_MODE" = development ]; then
+  log "  dev admin key: cf_dev_admin_key_for_local_use_only (development mode only)"
+  # A demo customer's portal (live balance, expiries, usage, ledger); best effort.
+  if portal_url="$(node dist/scripts/demo-portal.js)"; then log "  portal       $portal_url  (demo customer, 24 h)"; fi
+fi
 log "Ctrl-C stops everything"
 
 # The supervisor keeps the worker and the API up; if it or Temporal ends, the stack comes down.

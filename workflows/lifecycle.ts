@@ -32,6 +32,8 @@ export interface LifecycleState {
 
 export const lotsChangedSignal = defineSignal('lotsChanged');
 export const deadlinesQuery = defineQuery<LifecycleState>('deadlines');
+/** The same state under the name every creditflow workflow answers (`temporal workflow query --type status`). */
+export const lifecycleStatusQuery = defineQuery<LifecycleState>('status');
 
 // Bounded: an outage longer than an hour fails the run visibly (Temporal UI); the hold sweeper's
 // safety net restarts lifecycles whose lots are overdue, so nothing is left unbooked for good.
@@ -53,6 +55,7 @@ export async function creditLifecycle(input: LifecycleInput): Promise<LifecycleS
     changed = true;
   });
   setHandler(deadlinesQuery, () => state);
+  setHandler(lifecycleStatusQuery, () => state);
 
   for (;;) {
     changed = false;

@@ -1,14 +1,14 @@
-import { continueAsNew, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, defineQuery, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 
-const { startReconciliation, finishReconciliation, failReconciliation } = proxyActivities<Activities>({
+const { startReconciliation, planReconciliationPages, failReconciliation } = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
 });
-// One page per activity, heartbeating: a lost worker is noticed in a minute, not at the timeout.
-const { reconcilePage } = proxyActivities<Activities>({
+// A page, and the whole-database checks, heartbeat: a lost worker is noticed in 30 s, not at the timeout.
+const { reconcilePage, finishReconciliation } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
 });
 
@@ -17,15 +17,28 @@ export interface ReconcileInput {
   runId?: string;
   /** YYYY-MM-DD; default: the day the run started (UTC). */
   date?: string;
-  /** Wallets per page activity (2,000: ~0.1 s a page on the bench's ledger). */
+  /** Wallets per page activity (5,000: ~0.1 s a page on the bench's ledger). */
   pageSize?: number;
   /** Pages per workflow run before continue-as-new (the history stays small). */
   pagesPerRun?: number;
+  /** Pages checked side by side (each its own activity and database connection). */
+  concurrency?: number;
   /** Lots past expiry by more than this, with a remainder, are reported. */
   expiryGraceSeconds?: number;
   /** Carried over continue-as-new: the last customer id checked. */
   cursor?: string;
 }
+
+export interface ReconcileStatus {
+  runId: string;
+  date: string;
+  phase: 'starting' | 'checking' | 'finishing' | 'failed';
+  /** Pages checked by this workflow run (continue-as-new starts a new count; the run row has the total). */
+  pages: number;
+  /** The last customer id checked ('' before the first page). */
+  cursor: string | null;
+}
+export const reconcileStatusQuery = defineQuery<ReconcileStatus>('status');
 
 export const reconcileWorkflowId = (date: string, runId: string) => `reconcile:${date}:${runId}`;
 
@@ -37,19 +50,57 @@ export const reconcileWorkflowId = (date: string, runId: string) => `reconcile:$
 export async function reconcile(input: ReconcileInput = {}) {
   const runId = input.runId ?? uuid4();
   const date = input.date ?? new Date(workflowInfo().startTime.getTime()).toISOString().slice(0, 10);
-  const pageSize = input.pageSize ?? 2000;
+  const pageSize = input.pageSize ?? 5000;
   const pagesPerRun = input.pagesPerRun ?? 50;
   const expiryGraceSeconds = input.expiryGraceSeconds ?? 3600;
+  const concurrency = input.concurrency ?? 4;
+  const status: ReconcileStatus = { runId, date, phase: 'starting', pages: 0, cursor: input.cursor ?? '' };
+  setHandler(reconcileStatusQuery, () => status);
   if (input.cursor === undefined) await startReconciliation({ runId, date, workflowId: workflowInfo().workflowId });
   let cursor: string | null = input.cursor ?? '';
+  status.phase = 'checking';
   try {
-    for (let i = 0; i < pagesPerRun && cursor !== null; i++) {
-      cursor = (await reconcilePage({ runId, after: cursor, limit: pageSize, expiryGraceSeconds })).next;
+    for (let done = 0; done < pagesPerRun && cursor !== null;) {
+      const after: string = cursor;
+      // A few pages per lane at a time: lanes run side by side, each page after the other.
+      const { bounds, end } = await planReconciliationPages({
+        after,
+        size: pageSize,
+        count: Math.min(concurrency * 4, pagesPerRun - done),
+      });
+      const pages = bounds.map((last, k) => ({
+        runId,
+        after: k === 0 ? after : bounds[k - 1]!,
+        last,
+        expiryGraceSeconds,
+      }));
+      await Promise.all(
+        Array.from({ length: concurrency }, async (_, lane) => {
+          for (let k = lane; k < pages.length; k += concurrency) await reconcilePage(pages[k]!);
+        }),
+      );
+      done += bounds.length;
+      cursor = end ? null : bounds[bounds.length - 1]!;
+      status.pages += bounds.length;
+      status.cursor = cursor;
     }
-    if (cursor === null) return await finishReconciliation({ runId });
+    if (cursor === null) {
+      status.phase = 'finishing';
+      return await finishReconciliation({ runId });
+    }
   } catch (err) {
+    status.phase = 'failed';
     await failReconciliation({ runId });
     throw err;
   }
-  return continueAsNew<typeof reconcile>({ ...input, runId, date, pageSize, pagesPerRun, expiryGraceSeconds, cursor });
+  return continueAsNew<typeof reconcile>({
+    ...input,
+    runId,
+    date,
+    pageSize,
+    pagesPerRun,
+    concurrency,
+    expiryGraceSeconds,
+    cursor,
+  });
 }

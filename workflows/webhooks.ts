@@ -1,4 +1,4 @@
-import { continueAsNew, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 
 export interface WebhookDeliveryInput {
@@ -6,6 +6,17 @@ export interface WebhookDeliveryInput {
   /** How long one run of the delivery loop lasts (default 5 minutes). */
   runForMs?: number;
 }
+
+export interface WebhookDeliveryStatus {
+  endpointId: string;
+  /** Delivery-loop runs finished in this workflow run, and what they did. */
+  runs: number;
+  attempts: number;
+  delivered: number;
+  /** Why the last loop run stopped (`elapsed`: its time was up; it starts again). */
+  lastStopped: string | null;
+}
+export const webhookStatusQuery = defineQuery<WebhookDeliveryStatus>('status');
 
 export const webhookWorkflowId = (endpointId: string) => `webhooks:${endpointId}`;
 
@@ -30,8 +41,20 @@ const RUNS_PER_HISTORY = 100;
  * long-running activity, again and again, until the endpoint is deleted.
  */
 export async function webhookDelivery(input: WebhookDeliveryInput): Promise<{ stopped: 'deleted' }> {
+  const status: WebhookDeliveryStatus = {
+    endpointId: input.endpointId,
+    runs: 0,
+    attempts: 0,
+    delivered: 0,
+    lastStopped: null,
+  };
+  setHandler(webhookStatusQuery, () => status);
   for (let run = 0; run < RUNS_PER_HISTORY && !workflowInfo().continueAsNewSuggested; run++) {
     const r = await runWebhookEndpoint({ endpointId: input.endpointId, runForMs: input.runForMs ?? 5 * 60_000 });
+    status.runs++;
+    status.attempts += r.attempts;
+    status.delivered += r.delivered;
+    status.lastStopped = r.stopped;
     if (r.stopped === 'deleted') return { stopped: 'deleted' };
   }
   return continueAsNew<typeof webhookDelivery>(input);

@@ -1,14 +1,13 @@
 import { Router } from 'express';
+import type { z } from 'zod';
 import { formatCredits } from '../../domain/amount';
 import { customerNotFound } from '../../domain/errors';
-import { compareConsumptionOrder } from '../../domain/lots';
 import { getCustomer, type CustomerRow } from '../../db/customers';
 import { listTransactions } from '../../db/ledger-queries';
-import { listLots } from '../../db/lots';
 import type { Pool } from '../../db/pool';
 import { createCustomer } from '../../ledger/customers';
-import { lotView } from '../../ledger/views';
 import { requestHash } from '../../lib/hash';
+import { readBalance } from '../balance';
 import { allow, CUSTOMER_WRITE_ROLES, READ_ROLES } from '../auth';
 import { CreateCustomerBody, CustomerParams, LedgerQuery } from '../schemas';
 import { body, decodeCursor, encodeCursor, params, query } from '../validate';
@@ -34,6 +33,54 @@ const INT8_MAX = 2n ** 63n - 1n;
 const SEQ = 'seq';
 const isSeq = (v: string) => /^[0-9]{1,19}$/.test(v) && BigInt(v) <= INT8_MAX;
 
+/** The customer (404 if none), as GET /v1/customers/:id and the CLI show it. */
+export async function customerOf(pool: Pool, id: string) {
+  const c = await getCustomer(pool, id);
+  if (!c) throw customerNotFound(id);
+  return customerView(c);
+}
+
+/** Balances, open lots in consumption order and the next expiry (GET …/balance, the CLI). */
+export async function balanceView(pool: Pool, id: string, now: Date) {
+  const b = await readBalance(pool, id, now);
+  if (!b) throw customerNotFound(id);
+  return b.body;
+}
+
+/** One page of the customer's ledger transactions, newest first (GET …/ledger, the CLI). */
+export async function ledgerPage(pool: Pool, id: string, q: z.infer<typeof LedgerQuery>) {
+  const beforeSeq = q.cursor ? BigInt(decodeCursor(SEQ, q.cursor, isSeq)) : undefined;
+  if (!(await getCustomer(pool, id))) throw customerNotFound(id);
+  const rows = await listTransactions(pool, id, {
+    type: q.type,
+    from: q.from,
+    to: q.to,
+    beforeSeq,
+    limit: q.limit + 1,
+  });
+  const page = rows.slice(0, q.limit);
+  return {
+    transactions: page.map((t) => ({
+      id: t.id,
+      type: t.type,
+      createdAt: t.createdAt.toISOString(),
+      reference: t.reference,
+      idempotencyKey: t.idempotencyKey,
+      requestedBy: t.requestedBy,
+      reason: t.reason,
+      workflowId: t.workflowId,
+      requestId: t.requestId,
+      entries: t.entries.map((e) => ({
+        account: e.account,
+        lotId: e.lotId,
+        lotKind: e.lotKind,
+        amount: formatCredits(e.amount),
+      })),
+    })),
+    nextCursor: rows.length > q.limit ? encodeCursor(SEQ, page[page.length - 1]!.seq.toString()) : null,
+  };
+}
+
 export function customerRoutes(deps: { pool: Pool; clock: () => Date }): Router {
   const r = Router();
   const { pool } = deps;
@@ -46,65 +93,17 @@ export function customerRoutes(deps: { pool: Pool; clock: () => Date }): Router 
 
   r.get('/customers/:id', allow(READ_ROLES, { customerParam: 'id' }), async (req, res) => {
     const { id } = params(CustomerParams, req);
-    const c = await getCustomer(pool, id);
-    if (!c) throw customerNotFound(id);
-    res.json(customerView(c));
+    res.json(await customerOf(pool, id));
   });
 
   r.get('/customers/:id/balance', allow(READ_ROLES, { customerParam: 'id' }), async (req, res) => {
     const { id } = params(CustomerParams, req);
-    const c = await getCustomer(pool, id);
-    if (!c) throw customerNotFound(id);
-    const now = deps.clock();
-    const lots = (await listLots(pool, id, { openOnly: true })).sort(compareConsumptionOrder);
-    // Credits next to expire: the earliest future expiry among lots that still have unheld credits.
-    const expiring = lots.filter((l) => l.expiresAt && l.expiresAt > now && l.remaining > 0n);
-    const first = expiring.reduce<Date | null>((m, l) => (!m || l.expiresAt! < m ? l.expiresAt : m), null);
-    const nextExpiry = first
-      ? {
-          at: first.toISOString(),
-          amount: formatCredits(
-            expiring.filter((l) => l.expiresAt!.getTime() === first.getTime()).reduce((s, l) => s + l.remaining, 0n),
-          ),
-        }
-      : null;
-    res.json({
-      customerId: id,
-      available: formatCredits(c.wallet.available),
-      held: formatCredits(c.wallet.held),
-      arrears: formatCredits(c.wallet.arrears),
-      lots: lots.map(lotView),
-      nextExpiry,
-    });
+    res.json(await balanceView(pool, id, deps.clock()));
   });
 
   r.get('/customers/:id/ledger', allow(READ_ROLES, { customerParam: 'id' }), async (req, res) => {
     const { id } = params(CustomerParams, req);
-    const q = query(LedgerQuery, req);
-    const beforeSeq = q.cursor ? BigInt(decodeCursor(SEQ, q.cursor, isSeq)) : undefined;
-    if (!(await getCustomer(pool, id))) throw customerNotFound(id);
-    const rows = await listTransactions(pool, id, {
-      type: q.type,
-      from: q.from,
-      to: q.to,
-      beforeSeq,
-      limit: q.limit + 1,
-    });
-    const page = rows.slice(0, q.limit);
-    res.json({
-      transactions: page.map((t) => ({
-        id: t.id,
-        type: t.type,
-        createdAt: t.createdAt.toISOString(),
-        reference: t.reference,
-        idempotencyKey: t.idempotencyKey,
-        requestedBy: t.requestedBy,
-        reason: t.reason,
-        workflowId: t.workflowId,
-        entries: t.entries.map((e) => ({ account: e.account, lotId: e.lotId, amount: formatCredits(e.amount) })),
-      })),
-      nextCursor: rows.length > q.limit ? encodeCursor(SEQ, page[page.length - 1]!.seq.toString()) : null,
-    });
+    res.json(await ledgerPage(pool, id, query(LedgerQuery, req)));
   });
 
   return r;

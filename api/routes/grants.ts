@@ -1,5 +1,5 @@
 import { Router, type Request } from 'express';
-import { Ledger } from '../../ledger/ledger';
+import type { Command, GrantInput, GrantResult, Ledger, VoidResult } from '../../ledger/ledger';
 import type { Logger } from '../../lib/logger';
 import type { TopUpTrigger } from '../../client/topups';
 import { requestHash } from '../../lib/hash';
@@ -25,13 +25,39 @@ function command(req: Request, op: string, customerId: string, extra: Record<str
   };
 }
 
-export function grantRoutes(deps: {
+export interface GrantDeps {
   ledger: Ledger;
-  pool: Parameters<typeof idempotent>[0];
   lifecycle?: (customerId: string) => Promise<void>;
   logger?: Logger;
   topUps?: TopUpTrigger;
-}): Router {
+}
+
+/** A grant, as POST …/grants and `cli grants create` make it: the ledger, then the lifecycle told. */
+export async function grantCredits(deps: GrantDeps, cmd: Command, b: GrantInput): Promise<GrantResult> {
+  const { result } = await withAudit({ reason: b.reason }, () => deps.ledger.grant(cmd, b));
+  // Lots with an end (expiry or period) get the customer's lifecycle workflow started or told.
+  // Best effort and bounded: the ledger never draws an expired lot, and the sweeper nudges
+  // lifecycles that missed a lot, so a late workflow delays bookkeeping only.
+  // A future-dated lot too: when it becomes drawable it pays any arrears first.
+  const later = Date.parse(result.lot.effectiveAt) > Date.now();
+  if ((result.lot.expiresAt || later) && deps.lifecycle) {
+    await deps
+      .lifecycle(cmd.customerId)
+      .catch((err: unknown) =>
+        deps.logger?.warn({ err: String(err), customerId: cmd.customerId }, 'could not notify the lifecycle workflow'),
+      );
+  }
+  return result;
+}
+
+/** A void, as POST …/grants/:lotId/void and `cli grants void` make it. */
+export async function voidGrant(deps: GrantDeps, cmd: Command, lotId: string, reason: string): Promise<VoidResult> {
+  const { result } = await withAudit({ reason }, () => deps.ledger.voidLot(cmd, { lotId, reason }));
+  deps.topUps?.check([cmd.customerId]); // a claw-back may leave the wallet below its top-up threshold
+  return result;
+}
+
+export function grantRoutes(deps: GrantDeps & { pool: Parameters<typeof idempotent>[0] }): Router {
   const r = Router();
 
   r.post('/customers/:id/grants', allow(GRANT_ROLES, { customerParam: 'id' }), async (req, res) => {
@@ -39,22 +65,7 @@ export function grantRoutes(deps: {
     const b = body(GrantBody, req);
     const cmd = command(req, 'grant', id);
     await idempotent(deps.pool, res, cmd.key, cmd.requestHash, () =>
-      finalOutcome(async () => {
-        const { result } = await withAudit({ reason: b.reason }, () => deps.ledger.grant(cmd, b));
-        // Lots with an end (expiry or period) get the customer's lifecycle workflow started or told.
-        // Best effort and bounded: the ledger never draws an expired lot, and the sweeper nudges
-        // lifecycles that missed a lot, so a late workflow delays bookkeeping only.
-        // A future-dated lot too: when it becomes drawable it pays any arrears first.
-        const later = Date.parse(result.lot.effectiveAt) > Date.now();
-        if ((result.lot.expiresAt || later) && deps.lifecycle) {
-          await deps
-            .lifecycle(id)
-            .catch((err: unknown) =>
-              deps.logger?.warn({ err: String(err), customerId: id }, 'could not notify the lifecycle workflow'),
-            );
-        }
-        return { status: 201, body: result };
-      }),
+      finalOutcome(async () => ({ status: 201, body: await grantCredits(deps, cmd, b) })),
     );
   });
 
@@ -63,13 +74,7 @@ export function grantRoutes(deps: {
     const b = body(VoidBody, req);
     const cmd = command(req, 'void', id, { lotId });
     await idempotent(deps.pool, res, cmd.key, cmd.requestHash, () =>
-      finalOutcome(async () => {
-        const { result } = await withAudit({ reason: b.reason }, () =>
-          deps.ledger.voidLot(cmd, { lotId, reason: b.reason }),
-        );
-        deps.topUps?.check([id]); // a claw-back may leave the wallet below its top-up threshold
-        return { status: 200, body: result };
-      }),
+      finalOutcome(async () => ({ status: 200, body: await voidGrant(deps, cmd, lotId, b.reason) })),
     );
   });
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { Router } from 'express';
+import { insertAuditEvent } from '../../db/audit-events';
 import { getRun, latestRun, type RunRow } from '../../db/reconciliation';
 import type { Pool } from '../../db/pool';
 import { DependencyUnavailable, isUnavailable } from '../../lib/unavailable';
@@ -29,7 +30,25 @@ export const reconciliationStarter =
     return { runId, workflowId };
   };
 
-const view = (r: RunRow) => ({
+/**
+ * An on-demand run, as POST /v1/reconciliation/runs and `cli reconcile run` ask for it: started,
+ * then recorded in audit_events as requested by the caller (API key or `cli:<operator>`).
+ */
+export async function requestReconciliation(
+  pool: Pool,
+  start: StartReconciliation,
+  detail: Record<string, unknown> = {},
+) {
+  const started = await start();
+  await insertAuditEvent(pool, {
+    action: 'reconciliation.requested',
+    subject: `reconciliation_run:${started.runId}`,
+    detail: { ...detail, workflowId: started.workflowId },
+  });
+  return started;
+}
+
+export const reconciliationView = (r: RunRow) => ({
   id: r.id,
   date: r.date,
   workflowId: r.workflow_id,
@@ -49,21 +68,21 @@ export function reconciliationRoutes(deps: { pool: Pool; start?: StartReconcilia
 
   r.post('/reconciliation/runs', allow([]), async (_req, res) => {
     if (!deps.start) throw new DependencyUnavailable('temporal', 'Temporal is not configured');
-    const started = await deps.start();
+    const started = await requestReconciliation(deps.pool, deps.start);
     res.status(202).location(`/v1/reconciliation/runs/${started.runId}`).json(started);
   });
 
   r.get('/reconciliation/latest', allow([]), async (_req, res) => {
     const run = await latestRun(deps.pool);
     if (!run) throw problem(404, 'no reconciliation has run yet');
-    res.json(view(run));
+    res.json(reconciliationView(run));
   });
 
   r.get('/reconciliation/runs/:id', allow([]), async (req, res) => {
     const id = String(req.params.id);
     const run = /^[A-Za-z0-9_.:-]{1,128}$/.test(id) ? await getRun(deps.pool, id) : null;
     if (!run) throw problem(404, `no reconciliation run ${id}`);
-    res.json(view(run));
+    res.json(reconciliationView(run));
   });
   return r;
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '../support/ports';
 import { ROOT, TEST_DATA } from '../support/paths';
+import { eventually } from '../support/eventually';
 
 /**
  * `npm start` end to end: the real script brings up Postgres, the Temporal dev server with its UI,
@@ -164,6 +165,18 @@ describe('npm start', () => {
     try {
       await waitFor(`http://127.0.0.1:${ports.api}/readyz`, (s) => s === 200, 150_000, first);
       expect(await waitFor(`http://127.0.0.1:${ports.ui}/`, (s) => s === 200, 30_000, first)).toBe(200);
+      // A newcomer's one step to the portal: the printed link opens the demo customer's page, and its
+      // token reads that customer's balance.
+      const link = await eventually(
+        () => Promise.resolve(/portal +(http:\/\/\S+\/portal\?token=(\S+))/.exec(output)),
+        (m) => m !== null,
+        30_000,
+      );
+      expect((await fetch(link![1]!)).status).toBe(200);
+      const demo = await fetch(`http://127.0.0.1:${ports.api}/v1/customers/demo/balance`, {
+        headers: { authorization: `Bearer ${decodeURIComponent(link![2]!)}` },
+      });
+      expect(demo.status).toBe(200);
       expect((await api('/v1/customers', { method: 'POST', body: JSON.stringify({ id: 'e2e' }) })).status).toBe(201);
       const grant = await api('/v1/customers/e2e/grants', {
         method: 'POST',
@@ -194,14 +207,17 @@ describe('npm start', () => {
         (r) => r.status,
         () => 0,
       );
-      await until(
+      const waiting = await until(
         async () => {
-          const r = await locker.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'`);
-          return r.rowCount! > 0 ? true : undefined;
+          const r = await locker.query<{ usename: string }>(
+            `SELECT usename FROM pg_stat_activity WHERE wait_event_type = 'Lock'`,
+          );
+          return r.rowCount! > 0 ? r.rows.map((x) => x.usename) : undefined;
         },
         10_000,
         'request waiting on the lock',
       );
+      expect(waiting).toEqual(['creditflow_app']); // the API connects as the least-privileged role
       expect(await stop(first)).toBeLessThan(30_000);
       expect(await stuck).not.toBe(200);
     } finally {

@@ -228,9 +228,11 @@ describe('audit events for actions that move no credits', () => {
     expect(JSON.stringify(rows)).not.toContain(k.key);
   });
 
-  it("the CLI's key and rate-card changes are recorded as requested by `cli`, with the OS user", async () => {
+  it("the CLI's key and rate-card changes are recorded as requested by `cli:<operator>`, with the reason and the OS user", async () => {
     const io = { out: [] as string[], err: [] as string[] };
-    const cli = (...argv: string[]) => runCli(argv, pool, { out: (l) => io.out.push(l), err: (l) => io.err.push(l) });
+    const who = ['--operator', 'dana', '--reason', 'rotation'];
+    const cli = (...argv: string[]) =>
+      runCli([...argv, ...who], pool, { out: (l) => io.out.push(l), err: (l) => io.err.push(l) });
     const before = (await auditRows()).length;
     expect(await cli('keys', 'create', '--role', 'support', '--name', 'night shift')).toBe(0);
     const { id } = JSON.parse(io.out[0]!) as { id: string };
@@ -242,12 +244,15 @@ describe('audit events for actions that move no credits', () => {
     expect(await cli('rate-cards', 'load', '--name', name, '--file', file)).toBe(0);
     const rows = (await auditRows()).slice(before);
     expect(rows.map((r) => [r.action, r.subject, r.requested_by])).toEqual([
-      ['api_key.created', `api_key:${id}`, 'cli'],
-      ['api_key.revoked', `api_key:${id}`, 'cli'],
-      ['rate_card.published', `rate_card:${name}`, 'cli'],
+      ['api_key.created', `api_key:${id}`, 'cli:dana'],
+      ['api_key.revoked', `api_key:${id}`, 'cli:dana'],
+      ['rate_card.published', `rate_card:${name}`, 'cli:dana'],
     ]);
     for (const r of rows)
-      expect((r as unknown as { detail: { osUser: unknown } }).detail.osUser).toEqual(expect.any(String));
+      expect((r as unknown as { detail: unknown }).detail).toMatchObject({
+        osUser: expect.any(String),
+        reason: 'rotation',
+      });
   });
 
   it('a change and its audit event commit together: when the audit insert fails, the change is rolled back', async () => {
@@ -258,9 +263,10 @@ describe('audit events for actions that move no credits', () => {
     expect((await put(`/v1/customers/${c}/rate-card`, { name: 'default' })).status).toBe(200);
     const assignment = `SELECT card_name, updated_at FROM customer_rate_cards WHERE customer_id = $1`;
     const assigned = (await pool.query(assignment, [c])).rows;
-    await pool.query(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+    // Damage on purpose: only the owner may add a trigger.
+    await db.owner.query(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
                       BEGIN RAISE EXCEPTION 'audit refused'; END $$`);
-    await pool.query(
+    await db.owner.query(
       `CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_audit()`,
     );
     try {
@@ -275,7 +281,7 @@ describe('audit events for actions that move no credits', () => {
       const keyRow = await pool.query(`SELECT revoked_at FROM api_keys WHERE id = $1`, [k.id]);
       expect(keyRow.rows).toEqual([{ revoked_at: null }]);
     } finally {
-      await pool.query(`DROP TRIGGER refuse_audit ON audit_events; DROP FUNCTION refuse_audit()`);
+      await db.owner.query(`DROP TRIGGER refuse_audit ON audit_events; DROP FUNCTION refuse_audit()`);
     }
   });
 });

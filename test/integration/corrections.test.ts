@@ -369,8 +369,8 @@ describe('audit and reporting', () => {
     });
     expect(ledger.body.transactions[0].entries).toEqual(
       expect.arrayContaining([
-        { account: 'consumed', lotId: expect.any(String), amount: '-3' },
-        { account: 'available', lotId: expect.any(String), amount: '3' },
+        { account: 'consumed', lotId: expect.any(String), lotKind: 'purchased', amount: '-3' },
+        { account: 'available', lotId: expect.any(String), lotKind: 'purchased', amount: '3' },
       ]),
     );
   });

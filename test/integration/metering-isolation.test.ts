@@ -208,14 +208,15 @@ describe('per-event validation refuses what PostgreSQL cannot store', () => {
 });
 
 describe('a data error validation does not catch', () => {
-  // Stands in for any value PostgreSQL refuses that validation lets through: a CHECK (no trigger).
+  // Stands in for any value PostgreSQL refuses that validation lets through: a CHECK (no trigger),
+  // added by the owner (the service role cannot alter tables).
   beforeAll(async () => {
-    await pool.query(
+    await db.owner.query(
       `ALTER TABLE usage_events ADD CONSTRAINT test_no_poison CHECK (dimensions->>'tag' IS DISTINCT FROM 'poison')`,
     );
   });
   afterAll(async () => {
-    await pool.query(`ALTER TABLE usage_events DROP CONSTRAINT test_no_poison`);
+    await db.owner.query(`ALTER TABLE usage_events DROP CONSTRAINT test_no_poison`);
   });
 
   it('is pinned on its event by bisection; every other request and event is accepted', async () => {

@@ -230,10 +230,10 @@ describe('ingestion', () => {
     ]);
   });
 
-  it('rate cards and usage events are append-only in the database', async () => {
-    await expect(pool.query(`UPDATE rate_cards SET rules = '[]'`)).rejects.toThrow(/append-only/);
-    await expect(pool.query(`DELETE FROM rate_cards`)).rejects.toThrow(/append-only/);
-    await expect(pool.query(`UPDATE usage_events SET credits = 0`)).rejects.toThrow(/append-only/);
+  it('rate cards and usage events are append-only in the database, even to the owner', async () => {
+    await expect(db.owner.query(`UPDATE rate_cards SET rules = '[]'`)).rejects.toThrow(/append-only/);
+    await expect(db.owner.query(`DELETE FROM rate_cards`)).rejects.toThrow(/append-only/);
+    await expect(db.owner.query(`UPDATE usage_events SET credits = 0`)).rejects.toThrow(/append-only/);
   });
 
   it('rejects bad envelopes with 4xx and writes nothing', async () => {

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { migrate } from '../../lib/migrate';
 import { startTemporalDevServer, type DevServer } from '../../lib/temporal-dev-server';
 import { freePort } from './ports';
-import { adminUrl, ROOT, TEMPLATE_DB, TEST_DATA, TEST_PG_DIR, TEST_PG_PORT } from './paths';
+import { adminUrl, appUrl, ROOT, TEMPLATE_DB, TEST_DATA, TEST_PG_DIR, TEST_PG_PORT } from './paths';
 
 const noop = () => undefined;
 const quietLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop };
@@ -37,10 +37,12 @@ export default async function globalSetup(): Promise<void> {
   await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
   await admin.query(`CREATE DATABASE ${TEMPLATE_DB}`);
   await admin.end();
-  await migrate(adminUrl(TEMPLATE_DB));
+  await migrate(adminUrl(TEMPLATE_DB), { serviceUrl: appUrl(TEMPLATE_DB) });
 
   // Compiled code for tests that run real processes (npm start, crash tests): built once, up front.
   execFileSync('npx', ['--no-install', 'tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+  // The portal page's script (browser code, its own tsconfig), served from dist/portal.
+  execFileSync('npx', ['--no-install', 'tsc', '-p', 'portal/tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
 
   // Bundle the workflows once per run (bundling per test costs seconds each).
   const { bundleWorkflowCode } = await import('@temporalio/worker');

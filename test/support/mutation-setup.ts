@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { migrate } from '../../lib/migrate';
-import { adminUrl, ROOT, TEMPLATE_DB, TEST_PG_PORT } from './paths';
+import { adminUrl, appUrl, ROOT, TEMPLATE_DB, TEST_PG_PORT } from './paths';
 
 /**
  * Jest global setup for `npm run mutation` (stryker.config.mjs), in place of global-setup.ts.
@@ -47,7 +47,7 @@ export default async function mutationSetup(): Promise<void> {
     if (found.rows[0]?.marker !== want) {
       await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
       await admin.query(`CREATE DATABASE ${TEMPLATE_DB}`);
-      await migrate(adminUrl(TEMPLATE_DB));
+      await migrate(adminUrl(TEMPLATE_DB), { serviceUrl: appUrl(TEMPLATE_DB) });
       await admin.query(`COMMENT ON DATABASE ${TEMPLATE_DB} IS '${want}'`);
     }
   } finally {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type ScheduleHandle } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { HoldsClient } from '../../client/holds';
 import type { Pool } from '../../db/pool';
@@ -48,4 +48,15 @@ export async function temporalHarness(pool: Pool) {
       await nativeConnection.close();
     },
   };
+}
+
+/** Triggers a schedule now; the id of the workflow it started (Temporal appends the time to the schedule's id). */
+export async function triggerSchedule(handle: ScheduleHandle): Promise<string> {
+  await handle.trigger();
+  for (let i = 0; i < 50; i++) {
+    const workflowId = (await handle.describe()).info.recentActions[0]?.action.workflow.workflowId;
+    if (workflowId) return workflowId;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`schedule ${handle.scheduleId} started no workflow`);
 }

@@ -29,6 +29,8 @@ export function spawnWorker(o: {
   temporalAddress: string;
   taskQueue: string;
   crash?: string;
+  /** More environment (e.g. WORKER_METRICS_ADDRESS, off by default: workers would share a port). */
+  env?: Record<string, string>;
 }): WorkerProcess {
   const proc = spawn(process.execPath, [path.join(ROOT, 'dist/worker/main.js')], {
     env: {
@@ -41,6 +43,8 @@ export function spawnWorker(o: {
       CREDITFLOW_TEST_CRASH: o.crash ?? '',
       CREDITFLOW_TEST_CRASH_AFTER_COMMIT: '',
       PAYMENT_GATEWAY: 'sandbox',
+      WORKER_METRICS_ADDRESS: 'off',
+      ...o.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -3,6 +3,7 @@ import path from 'node:path';
 import ts from 'typescript';
 import { parse } from 'yaml';
 import { configSchema, gatewayName, loadConfig } from '../../lib/config';
+import { APP_ROLE } from '../../lib/db-roles';
 import { ROOT } from '../support/paths';
 
 /**
@@ -172,13 +173,21 @@ describe('docker-compose.yml', () => {
       expect(gatewayName(config)).toBe('manual'); // never the sandbox (free credits) unless a deployer says stripe
       const db = new URL(config.DATABASE_URL);
       const pg = s.postgres!.environment!;
+      // The service connects as the least-privileged role (README "Database roles"), never the owner.
       expect([db.hostname, db.port, db.pathname.slice(1), db.username]).toEqual([
         'postgres',
         '5432',
         pg.POSTGRES_DB,
-        pg.POSTGRES_USER,
+        APP_ROLE,
       ]);
-      expect(db.password).toBe(interpolate(pg.POSTGRES_PASSWORD!));
+      expect(db.username).not.toBe(pg.POSTGRES_USER);
+      expect(env.DATABASE_URL).toMatch(/:\$\{CREDITFLOW_DB_PASSWORD:\?[^}]*\}@/); // a secret, no default
+      // Only migrate holds the owner's connection.
+      if (name === 'migrate') {
+        const owner = new URL(config.DATABASE_OWNER_URL!);
+        expect([owner.host, owner.pathname, owner.username]).toEqual([db.host, db.pathname, pg.POSTGRES_USER]);
+        expect(owner.password).toBe(interpolate(pg.POSTGRES_PASSWORD!));
+      } else expect(config.DATABASE_OWNER_URL).toBeUndefined();
       if (name !== 'migrate') {
         const [host, port] = config.TEMPORAL_ADDRESS.split(':');
         expect(names).toContain(host);

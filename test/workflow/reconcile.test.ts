@@ -6,7 +6,7 @@ import { ensureReconciliationSchedule } from '../../worker/schedules';
 import { reconcile } from '../../workflows/reconcile';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
-import { temporalHarness } from '../support/temporal';
+import { temporalHarness, triggerSchedule } from '../support/temporal';
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let pool: Pool;
@@ -111,7 +111,7 @@ const notifications = async (runId: string) =>
   );
 /** As the owner, bypassing triggers (append-only, balanced transactions) for one statement batch. */
 async function asReplica(fn: (q: Pool) => Promise<unknown>) {
-  const c = await pool.connect();
+  const c = await db.owner.connect();
   try {
     await c.query('SET session_replication_role = replica');
     await fn(c as unknown as Pool);
@@ -175,7 +175,8 @@ describe('reconciliation (real Temporal, Postgres, sandbox)', () => {
     };
 
     const cache = await customer('100');
-    await pool.query('UPDATE wallets SET available = available + 1 WHERE customer_id = $1', [cache]);
+    // Damage is done as the owner (the service role cannot alter tables or bypass triggers).
+    await db.owner.query('UPDATE wallets SET available = available + 1 WHERE customer_id = $1', [cache]);
     await expectOne(cache, /^inv2/, /cached 100000001\/0, entries 100000000\/0/);
     // never fixed
     expect((await pool.query('SELECT available::text FROM wallets WHERE customer_id = $1', [cache])).rows[0]).toEqual({
@@ -201,12 +202,12 @@ describe('reconciliation (real Temporal, Postgres, sandbox)', () => {
     expect(of(r2, unbalanced).find((d) => /^inv1/.test(d.check))!.subject).toBe(tx);
 
     const negative = await customer('20');
-    await pool.query('ALTER TABLE credit_lots DROP CONSTRAINT IF EXISTS credit_lots_remaining_check');
-    await pool.query('UPDATE credit_lots SET remaining = -1 WHERE customer_id = $1', [negative]);
+    await db.owner.query('ALTER TABLE credit_lots DROP CONSTRAINT IF EXISTS credit_lots_remaining_check');
+    await db.owner.query('UPDATE credit_lots SET remaining = -1 WHERE customer_id = $1', [negative]);
     await expectOne(negative, /lots within bounds/, /remaining -1 held 0 original 20000000/);
 
     const orphan = await customer('1');
-    await pool.query(
+    await db.owner.query(
       `INSERT INTO sandbox_charges (id, idempotency_key, request_hash, customer_id, payment_method, amount_minor, currency)
        VALUES ($1, $2, 'x', $3, 'pm_card_visa', 700, 'USD')`,
       [`ch_orphan_${orphan}`, `orphan:${orphan}`, orphan],
@@ -215,11 +216,11 @@ describe('reconciliation (real Temporal, Postgres, sandbox)', () => {
 
     const lost = await customer('1');
     const p = await purchase(lost, '40', 400);
-    await pool.query('DELETE FROM sandbox_charges WHERE id = $1', [p.charge]);
+    await db.owner.query('DELETE FROM sandbox_charges WHERE id = $1', [p.charge]);
     await expectOne(lost, /every purchased lot has exactly one charge/, new RegExp(`charge ${p.charge} not found`));
 
     const expired = await customer('30');
-    await pool.query(
+    await db.owner.query(
       `UPDATE credit_lots SET effective_at = now() - interval '3 hours', expires_at = now() - interval '2 hours'
         WHERE customer_id = $1`,
       [expired],
@@ -269,14 +270,9 @@ describe('reconciliation (real Temporal, Postgres, sandbox)', () => {
       expect(after.action).toMatchObject({ memo: { reconciliationCron: '30 4 * * *' } });
       expect(after.spec.calendars?.[0]).toMatchObject({ hour: [{ start: 4, end: 4, step: 1 }] });
 
-      await handle.trigger();
-      let workflowId: string | undefined;
-      for (let i = 0; i < 50 && !workflowId; i++) {
-        workflowId = (await handle.describe()).info.recentActions[0]?.action.workflow.workflowId;
-        if (!workflowId) await new Promise((r) => setTimeout(r, 200));
-      }
+      const workflowId = await triggerSchedule(handle);
       expect(workflowId).toMatch(/^reconcile-/);
-      const outcome = await t.client.workflow.getHandle(workflowId!).result();
+      const outcome = await t.client.workflow.getHandle(workflowId).result();
       expect(['clean', 'discrepancies']).toContain(outcome?.status);
       const stored = await pool.query('SELECT status FROM reconciliation_runs WHERE workflow_id = $1', [workflowId]);
       expect(stored.rows).toEqual([{ status: outcome!.status }]);

@@ -160,7 +160,7 @@ describe('refund saga (real Temporal, Postgres, sandbox)', () => {
     await settled(a.body.refundId);
   });
 
-  it('the CLI: refunds create (requested by cli) and refunds show, through the same path', async () => {
+  it('the CLI: refunds create (requested by cli:<operator>) and refunds show, through the same path', async () => {
     const c = await bought('40', 400);
     const out: string[] = [];
     const io = {
@@ -169,13 +169,14 @@ describe('refund saga (real Temporal, Postgres, sandbox)', () => {
       startRefund: (input: { refundId: string; customerId: string }) => t.payments.refund(input),
     };
     const args = ['refunds', 'create', '--customer', c.id, '--lot', c.lotId, '--credits', '10', '--reason', 'goodwill'];
+    args.push('--operator', 'sam');
     expect(await runCli(args, pool, io)).toBe(0);
     const created = JSON.parse(out.pop()!) as { refundId: string; key: string };
     await settled(created.refundId);
     expect(await runCli(['refunds', 'show', '--id', created.refundId], pool, io)).toBe(0);
     expect(JSON.parse(out.pop()!)).toMatchObject({
       status: 'succeeded',
-      requestedBy: { keyId: 'cli', name: null },
+      requestedBy: { keyId: 'cli:sam', name: null },
       reason: 'goodwill',
       moneyRefunded: { amountMinor: 100 },
     });
@@ -184,7 +185,20 @@ describe('refund saga (real Temporal, Postgres, sandbox)', () => {
     expect(JSON.parse(out.pop()!)).toMatchObject({ refundId: created.refundId });
     expect(
       await runCli(
-        ['refunds', 'create', '--customer', c.id, '--lot', c.lotId, '--credits', '31', '--reason', 'x'],
+        [
+          'refunds',
+          'create',
+          '--customer',
+          c.id,
+          '--lot',
+          c.lotId,
+          '--credits',
+          '31',
+          '--reason',
+          'x',
+          '--operator',
+          'sam',
+        ],
         pool,
         io,
       ),

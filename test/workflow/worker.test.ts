@@ -82,7 +82,9 @@ describe('worker built by createWorker, on a real Temporal dev server', () => {
       'connectivityCheck',
       'creditLifecycle',
       'holdSweeper',
+      'housekeeping',
       'purchase',
+      'reconcile',
       'refund',
       'reservation',
       'webhookDelivery',
@@ -189,5 +191,18 @@ describe('worker built by createWorker, on a real Temporal dev server', () => {
     } finally {
       await handle.terminate('test done');
     }
+  });
+
+  it('reconcile pages over the wallets and stores a clean report (a fresh database)', async () => {
+    const runId = randomUUID();
+    const r = await t.client.workflow.execute(workflows.reconcile, {
+      taskQueue: t.taskQueue,
+      workflowId: workflows.reconcileWorkflowId('worker-test', runId),
+      args: [{ runId }],
+      workflowExecutionTimeout: '60s',
+    });
+    expect(r).toMatchObject({ status: 'clean', discrepancies: 0 });
+    const row = await pool.query('SELECT status FROM reconciliation_runs WHERE id = $1', [runId]);
+    expect(row.rows).toEqual([{ status: 'clean' }]);
   });
 });

@@ -1,4 +1,4 @@
-# creditflow api and worker image (one image, two commands).
+# creditflow api, worker and ingest consumer image (one image, three commands).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -13,6 +13,7 @@ COPY worker worker
 COPY workflows workflows
 COPY activities activities
 COPY metering metering
+COPY ingest ingest
 COPY payments payments
 COPY webhooks webhooks
 COPY client client

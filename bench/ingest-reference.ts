@@ -43,7 +43,7 @@ export async function fairReference(o: FairReferenceOptions) {
   const pool = createPool(o.url, o.poolSize);
   await pool.query(`CREATE TABLE ref_events (LIKE usage_events INCLUDING ALL)`);
   await pool.query(`ALTER TABLE ref_events ADD FOREIGN KEY (customer_id) REFERENCES customers(id),
-                      ADD FOREIGN KEY (transaction_id) REFERENCES ledger_transactions(id)`);
+                      ADD FOREIGN KEY (customer_id, transaction_id) REFERENCES ledger_transactions(customer_id, id)`);
   const txOf = new Map(
     (
       await pool.query<{ c: string; t: string }>(

@@ -8,6 +8,7 @@ import { Ledger } from '../ledger/ledger';
 import { requestHash, sha256 } from '../lib/hash';
 import { createDatabaseIfMissing, migrate } from '../lib/migrate';
 import { fairReference, oldReference } from './ingest-reference';
+import { kafkaBench } from './ingest-kafka';
 import {
   closedLoop,
   clusterCpuSeconds,
@@ -31,6 +32,7 @@ import {
 const ROOT = path.resolve(__dirname, '..', '..');
 const PG_PORT = Number(process.env.BENCH_PG_PORT ?? 55499);
 const API_PORT = Number(process.env.BENCH_API_PORT ?? 39301);
+const KAFKA_PORT = Number(process.env.BENCH_KAFKA_PORT ?? 39392); // and the two ports after it
 const SCALE = Number(process.env.BENCH_SCALE ?? 1); // seconds multiplier
 const CUSTOMERS = 10_000;
 const BATCH = 1000;
@@ -211,6 +213,21 @@ async function main(): Promise<void> {
 
   clearInterval(sampler);
   api.kill('SIGTERM');
+
+  phase('kafka');
+  await pool.query('CHECKPOINT');
+  const kafka = await kafkaBench({
+    url,
+    pool,
+    events: 200_000 * SCALE,
+    steadySeconds: 30 * SCALE,
+    clients: BATCH_CLIENTS,
+    batch: BATCH,
+    next: event,
+    port: KAFKA_PORT,
+    phase,
+    pgCpu,
+  });
   const events = await pool.query<{ n: string }>(`SELECT count(*) n FROM usage_events`);
   const violations = await pool.query<{ n: string }>(
     `SELECT count(*) n FROM wallets w LEFT JOIN (SELECT customer_id, sum(amount) s FROM ledger_entries WHERE account = 'available' GROUP BY customer_id) e
@@ -239,6 +256,13 @@ ${
   authorize  500 req/s open loop, alone                : p50 ${fmt(authAlone.p50, 2)} ms, p99 ${fmt(authAlone.p99, 2)} ms (target p99 ≤ 5 ms)
              server-side (/metrics): ${fmt(serverUnder5, 2)} % of requests ≤ 5 ms; load-generator send lag p99 ${fmt(authLag.p99, 2)} ms
              500 req/s under batched ingestion          : p50 ${fmt(authLoaded.p50, 2)} ms, p99 ${fmt(authLoaded.p99, 2)} ms
+  kafka      ${kafka.partitions} partitions, 1 consumer process (pool ${API_POOL_SIZE}), ${BATCH_CLIENTS} producers × ${BATCH} events, acks=all
+             ${fmt(200_000 * SCALE, 0)} events as fast as produced   : ${fmt(kafka.maxRate, 0)} events/s produce → ledger = ${fmt((100 * kafka.maxRate) / refRate)} % of reference (batched HTTP: ${fmt((100 * batchedRate) / refRate)} %)
+             CPU per event: consumer ${fmt(kafka.cpu.consumer)} µs, Postgres ${fmt(kafka.cpu.pg)} µs, broker ${fmt(kafka.cpu.broker)} µs
+             produce → debited while a backlog builds: p50 ${fmt(kafka.maxLatency.p50, 0)} ms, p99 ${fmt(kafka.maxLatency.p99, 0)} ms
+             open loop at 80 % = ${fmt(kafka.steadyRate, 0)} events/s, ${fmt(30 * SCALE, 0)} s: produce → debited p50 ${fmt(kafka.steadyLatency.p50, 0)} ms, p99 ${fmt(kafka.steadyLatency.p99, 0)} ms (${kafka.steadyLatency.n} events)
+             consumer lag (its /metrics, ${kafka.lag.samples} samples): max ${fmt(kafka.lag.max, 0)} records, first third avg ${fmt(kafka.lag.firstThird, 0)}, last third avg ${fmt(kafka.lag.lastThird, 0)}
+             (debited = the row's received_at, its transaction's start: the commit itself is not counted)
   memory     API RSS over ${fmt(rss.at(-1)?.t ?? 0, 0)} s: first third ${fmt(first)} MB, last third ${fmt(last)} MB (${fmt(((last - first) / first) * 100)} %), max ${fmt(Math.max(...rss.map((s) => s.mb)))} MB
   check      ${events.rows[0]!.n} events stored; wallets whose cached balance ≠ entries: ${violations.rows[0]!.n}
 `);

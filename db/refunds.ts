@@ -88,7 +88,7 @@ export async function insertRefund(
 ): Promise<RefundRow> {
   await q.query(
     `INSERT INTO refunds (id, customer_id, lot_id, status, credits_requested, requested_by, reason, request_hash, workflow_id)
-     VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+     VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8) ON CONFLICT (customer_id, id) DO NOTHING`,
     [
       r.id,
       r.customerId,

@@ -53,6 +53,24 @@ export const configSchema = z
     BALANCE_STREAM_HEARTBEAT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
     /** The public origin of the API, for links it hands out (portal URLs); default: the request's. */
     PUBLIC_URL: z.string().url().optional(),
+    /** Kafka ingestion (ingest/consumer.ts): brokers, comma-separated host:port. */
+    KAFKA_BROKERS: z.string().min(1).default('127.0.0.1:9092'),
+    /** The usage topic (key = customer id); rejected records go to `<topic>.rejected`. */
+    KAFKA_TOPIC: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,240}$/, 'KAFKA_TOPIC: 1–240 of A-Za-z0-9._-')
+      .default('creditflow.usage'),
+    KAFKA_GROUP_ID: z.string().min(1).default('creditflow-ingest'),
+    /** Partitions of the topics the consumer creates when they are missing. */
+    KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().min(1).max(10_000).default(4),
+    /** Records per batch of one partition (its offsets committed after the database commit). */
+    KAFKA_BATCH_MAX: z.coerce.number().int().min(1).max(100_000).default(2000),
+    /** A consumer silent this long is dropped from the group and its partitions reassigned. */
+    KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).max(300_000).default(10_000),
+    /** How long the consumer retries a batch the database refuses before it exits (and replays). */
+    KAFKA_STORE_RETRY_MS: z.coerce.number().int().min(1000).max(3_600_000).default(60_000),
+    /** The consumer's own /metrics (lag, outcomes) and /healthz; 0 picks a free port. */
+    CONSUMER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   })
   .superRefine((c, ctx) => {
     if (c.PAYMENT_GATEWAY === 'stripe' && !c.STRIPE_SECRET_KEY)

@@ -14,11 +14,14 @@ export PORT="${PORT:-3000}"
 TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
 TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"
 PG_PORT="${CREDITFLOW_PG_PORT:-5433}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+INGEST_KAFKA="${INGEST_KAFKA:-}"
 
 # What is running, for cleanup. Each runs in its own session (setsid): a terminal's Ctrl-C, sent to
 # the whole foreground process group, reaches only this script, which then stops things in order.
 step_pid=""       # the start-up step running now (tsc, Postgres start, migrations, …)
 pg_state=""       # starting | up: Postgres is ours to stop
+kafka_started=""  # the Kafka broker under the data dir is ours to stop
 temporal_pid=""
 supervisor_pid="" # it stops the worker and the API itself (SIGTERM, SIGKILL after 10 s)
 
@@ -50,6 +53,7 @@ cleanup() {
   stop_proc "$step_pid" 10
   stop_proc "$supervisor_pid" 20
   stop_proc "$temporal_pid" 15
+  if [ -n "$kafka_started" ]; then bash "$ROOT/scripts/kafka.sh" stop "$DATA_DIR/kafka" || true; fi
   if [ -n "$pg_state" ]; then bash "$ROOT/scripts/pg.sh" stop "$DATA_DIR/pg" || true; fi
   log "stopped"
   exit "$rc"
@@ -113,6 +117,17 @@ if [ -z "${TEMPORAL_ADDRESS:-}" ]; then
   export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT"
 fi
 
+# INGEST_KAFKA=1: a local Kafka broker (unless KAFKA_BROKERS names one) and the ingest consumer.
+children=(worker=dist/worker/main.js api=dist/api/main.js)
+if [ -n "$INGEST_KAFKA" ] && [ "$INGEST_KAFKA" != 0 ]; then
+  if [ -z "${KAFKA_BROKERS:-}" ]; then
+    kafka_started=1
+    run_step bash "$ROOT/scripts/kafka.sh" start "$DATA_DIR/kafka" "$KAFKA_PORT"
+    export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+  fi
+  children+=(consumer=dist/ingest/consumer.js)
+fi
+
 run_step node dist/scripts/migrate.js "${create_db[@]}"
 unset DATABASE_OWNER_URL # the owner's connection is for migrations only: the CLI, API and worker never get it
 if [ "$CREDITFLOW_MODE" = development ]; then
@@ -120,7 +135,7 @@ if [ "$CREDITFLOW_MODE" = development ]; then
   run_step node dist/cli/main.js rate-cards load --name default --file examples/rate-cards/default.yaml --if-missing \
     --operator npm-start --reason 'development default card'
 fi
-(in_session node dist/scripts/supervise.js worker=dist/worker/main.js api=dist/api/main.js) &
+(in_session node dist/scripts/supervise.js "${children[@]}") &
 supervisor_pid=$!
 wait_for_port 127.0.0.1 "$PORT" 60 "$supervisor_pid" || { log "API did not start"; exit 1; }
 
@@ -128,6 +143,9 @@ log "creditflow is up"
 log "  API          http://127.0.0.1:$PORT   (ready: /readyz, docs: /openapi.json)"
 log "  Temporal     $TEMPORAL_ADDRESS (gRPC)"
 [ -n "$temporal_pid" ] && log "  Temporal UI  http://127.0.0.1:$TEMPORAL_UI_PORT"
+if [ -n "${KAFKA_BROKERS:-}" ] && [ "${#children[@]}" -gt 2 ]; then
+  log "  Kafka        $KAFKA_BROKERS, topic ${KAFKA_TOPIC:-creditflow.usage} (consumer metrics: http://127.0.0.1:${CONSUMER_METRICS_PORT:-9464}/metrics)"
+fi
 if [ "$CREDITFLOW_MODE" = development ]; then
   log "  dev admin key: cf_dev_admin_key_for_local_use_only (development mode only)"
   # A demo customer's portal (live balance, expiries, usage, ledger); best effort.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# npm test: provision what the tests need (npm ci, PostgreSQL server, Temporal CLI, Schemathesis, localstripe), then
+# npm test: provision what the tests need (npm ci, PostgreSQL server, Temporal CLI, Schemathesis, localstripe,
+# Kafka's jars and Java), then
 # typecheck, lint, format check and the whole Jest suite against real Postgres and a real Temporal server.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
@@ -12,6 +13,7 @@ ensure_temporal_test_server
 ensure_schemathesis || true # without it the contract test fails and says why; the rest still runs
 ensure_localstripe || true  # likewise for the Stripe gateway test
 ensure_chromium || true     # the portal's browser test fails and says why without it
+ensure_kafka || true        # the broker's jars (the Kafka tests start a broker each); without them those tests fail
 
 log "typecheck"; npx --no-install tsc -p tsconfig.json --noEmit && npx --no-install tsc -p portal/tsconfig.json --noEmit
 log "lint"; npx --no-install eslint . --max-warnings 0

@@ -162,3 +162,46 @@ ensure_localstripe() {
     log "could not install localstripe; the Stripe gateway test will fail"; rm -rf "$venv"; return 1
   }
 }
+
+# Apache Kafka (single-node KRaft broker, for ingestion tests and INGEST_KAFKA=1 npm start): the
+# broker's jars from Maven Central (org.apache.kafka:kafka_2.13 and its runtime dependencies)
+# copied into .tools/kafka/<version>-<rev>/libs by Maven, run on Java >= 17 (Debian's when missing).
+KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+KAFKA_LIBS_REV=2 # bump when the pom below changes
+ensure_java() {
+  command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    # Debian's default JRE (17 on bookworm, 21 on trixie): Kafka 4 runs on Java 17 or later.
+    log "installing Java and Maven (apt-get install default-jre-headless maven)"
+    apt-get update -qq && apt-get install -y -qq default-jre-headless maven >/dev/null
+  else
+    log "Kafka needs java (>= 17) and mvn: install default-jre-headless and maven"; return 1
+  fi
+}
+ensure_kafka() {
+  local dir="$TOOLS/kafka/$KAFKA_VERSION-$KAFKA_LIBS_REV" tmp
+  if [ -f "$dir/libs/.complete" ]; then KAFKA_LIBS="$dir/libs"; export KAFKA_LIBS; return 0; fi
+  ensure_java || return 1
+  log "fetching Apache Kafka $KAFKA_VERSION (broker jars) from Maven Central"
+  tmp="$(mktemp -d)"
+  # log4j-slf4j2-impl and slf4j-api 2: the logging the Kafka distribution ships (the broker logs through log4j2).
+  cat >"$tmp/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>creditflow</groupId><artifactId>kafka-broker</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>2.24.3</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>2.0.17</version></dependency>
+  </dependencies>
+</project>
+POM
+  rm -rf "$dir/libs.tmp" && mkdir -p "$dir"
+  if (cd "$tmp" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs.tmp") >"$tmp/mvn.log" 2>&1; then
+    rm -rf "$dir/libs" && mv "$dir/libs.tmp" "$dir/libs" && touch "$dir/libs/.complete"
+  else
+    log "could not fetch Kafka's jars with Maven:"; tail -n 20 "$tmp/mvn.log" >&2; rm -rf "$tmp" "$dir/libs.tmp"; return 1
+  fi
+  rm -rf "$tmp"
+  KAFKA_LIBS="$dir/libs"; export KAFKA_LIBS
+}

@@ -91,19 +91,26 @@ function childPids(name: string): number[] {
 
 describe('npm start', () => {
   let dataDir: string;
-  let ports: { api: number; temporal: number; ui: number; pg: number };
+  let ports: { api: number; temporal: number; ui: number; pg: number; kafka: number; consumer: number };
 
   beforeAll(async () => {
     dataDir = mkdtempSync(path.join(TEST_DATA, 'start-'));
     chmodSync(dataDir, 0o755); // the cluster runs as the postgres user when tests run as root
-    ports = { api: await freePort(), temporal: await freePort(), ui: await freePort(), pg: await freePort() };
+    ports = {
+      api: await freePort(),
+      temporal: await freePort(),
+      ui: await freePort(),
+      pg: await freePort(),
+      kafka: await freePort(),
+      consumer: await freePort(),
+    };
   });
   afterAll(() => {
     for (const p of processesOf(dataDir)) process.kill(p.pid, 'SIGKILL'); // only after a failure
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  const start = () => {
+  const start = (extra: Record<string, string> = {}) => {
     output = '';
     const proc = spawn('bash', [path.join(ROOT, 'scripts/start.sh')], {
       cwd: ROOT,
@@ -117,6 +124,11 @@ describe('npm start', () => {
         DATABASE_URL: '',
         TEMPORAL_ADDRESS: '',
         CREDITFLOW_MODE: '',
+        INGEST_KAFKA: '',
+        KAFKA_PORT: String(ports.kafka),
+        KAFKA_BROKERS: '',
+        CONSUMER_METRICS_PORT: String(ports.consumer),
+        ...extra,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // its own process group, as in a terminal
@@ -242,4 +254,37 @@ describe('npm start', () => {
     expect(output).not.toContain('creditflow is up');
     await expectAllGone();
   }, 200_000);
+
+  it('INGEST_KAFKA=1 also runs a Kafka broker and the consumer: a produced event moves the balance; SIGTERM stops the broker too', async () => {
+    const fourth = start({ INGEST_KAFKA: '1' });
+    try {
+      await waitFor(`http://127.0.0.1:${ports.api}/readyz`, (s) => s === 200, 150_000, fourth);
+      await waitFor(`http://127.0.0.1:${ports.consumer}/healthz`, (s) => s === 200, 60_000, fourth);
+      expect(output).toContain(`Kafka        127.0.0.1:${ports.kafka}`);
+      const cmds = processesOf(dataDir).map((p) => p.cmd);
+      for (const part of ['kafka.Kafka', 'dist/ingest/consumer.js'])
+        expect(cmds.some((c) => c.includes(part))).toBe(true);
+      // 1,500 large-model output tokens at 6 credits per 1,000 (examples/rate-cards/default.yaml): 9 credits.
+      const produced = spawn(process.execPath, [path.join(ROOT, 'dist/ingest/kafka-tool.js'), 'produce'], {
+        env: { ...process.env, KAFKA_BROKERS: `127.0.0.1:${ports.kafka}` },
+        stdio: ['pipe', 'ignore', 'inherit'],
+      });
+      produced.stdin.end(
+        JSON.stringify({
+          id: 'kafka-1',
+          customerId: 'e2e',
+          meter: 'llm.output_tokens',
+          quantity: '1500',
+          dimensions: { model: 'large' },
+        }),
+      );
+      expect(await new Promise((r) => produced.once('exit', r))).toBe(0);
+      const balance = async () =>
+        ((await (await api('/v1/customers/e2e/balance')).json()) as { available: string }).available;
+      expect(await until(async () => ((await balance()) === '33' ? '33' : undefined), 30_000, 'debit')).toBe('33');
+    } finally {
+      expect(await stop(fourth)).toBeLessThan(40_000);
+    }
+    await expectAllGone();
+  }, 240_000);
 });

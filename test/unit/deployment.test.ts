@@ -21,6 +21,7 @@ interface Service {
   restart?: string;
   depends_on?: Record<string, { condition: string }>;
   healthcheck?: { test: string[] };
+  deploy?: { replicas?: number };
 }
 
 const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
@@ -102,12 +103,22 @@ const portsOf = (svc: Service) => (svc.ports ?? []).map((p) => p.split(':').map(
 describe('docker-compose.yml', () => {
   it('has the production-shaped services', () => {
     expect(names).toEqual(
-      expect.arrayContaining(['postgres', 'temporal-schema', 'temporal', 'temporal-ui', 'api', 'worker', 'migrate']),
+      expect.arrayContaining([
+        'postgres',
+        'temporal-schema',
+        'temporal',
+        'temporal-ui',
+        'kafka',
+        'api',
+        'worker',
+        'consumer',
+        'migrate',
+      ]),
     );
     expect(s.temporal!.image).toMatch(/^temporalio\/server:/);
     expect(s['temporal-ui']!.image).toMatch(/^temporalio\/ui:/);
     expect(s.temporal!.environment!.DB).toBe('postgres12');
-    expect(ours.sort()).toEqual(['api', 'migrate', 'worker']);
+    expect(ours.sort()).toEqual(['api', 'consumer', 'migrate', 'worker']);
   });
 
   it.each(names)('%s has exactly one of a pinned image or a build context with a Dockerfile', (name) => {
@@ -117,7 +128,7 @@ describe('docker-compose.yml', () => {
     else expect(existsSync(path.join(ROOT, svc.build!, 'Dockerfile'))).toBe(true);
   });
 
-  it.each(['api', 'worker', 'migrate'])(
+  it.each(['api', 'worker', 'consumer', 'migrate'])(
     '%s runs `node dist/…js`, a file that tsc -p tsconfig.build.json emits (and emitted in this run)',
     (name) => {
       const svc = s[name]!;
@@ -128,7 +139,7 @@ describe('docker-compose.yml', () => {
     },
   );
 
-  it.each(['api', 'worker', 'migrate'])(
+  it.each(['api', 'worker', 'consumer', 'migrate'])(
     '%s: every folder its entry point loads is copied into the Docker build stage',
     (name) => {
       const source = outputs.get(entryOf(s[name]!))!;
@@ -152,7 +163,7 @@ describe('docker-compose.yml', () => {
     expect(outputs.has(cmd)).toBe(true);
   });
 
-  it.each(['api', 'worker', 'migrate'])(
+  it.each(['api', 'worker', 'consumer', 'migrate'])(
     '%s gets only env names the config schema reads; they load as a valid config pointing at the postgres and temporal services',
     (name) => {
       const env = s[name]!.environment!;
@@ -190,8 +201,12 @@ describe('docker-compose.yml', () => {
     expect(s.postgres!.environment!.POSTGRES_PASSWORD).toMatch(/^\$\{POSTGRES_PASSWORD:\?/);
   });
 
-  it('publishes the API on the port it listens on, Temporal gRPC on 7233 and the Web UI on 8233', () => {
-    expect(portsOf(s.api!)).toEqual([[3000, Number(s.api!.environment!.PORT)]]);
+  it('publishes the API on the port it listens on (one host port per replica), Temporal gRPC on 7233 and the Web UI on 8233', () => {
+    const [hostPorts, inside] = s.api!.ports![0]!.split(':');
+    expect(Number(inside)).toBe(Number(s.api!.environment!.PORT));
+    const [first, last = first] = hostPorts!.split('-').map(Number);
+    expect(first).toBe(3000);
+    expect(last! - first! + 1).toBe(s.api!.deploy!.replicas);
     expect(portsOf(s.temporal!)).toEqual([[7233, 7233]]);
     expect(portsOf(s['temporal-ui']!)).toEqual([[8233, 8080]]);
   });
@@ -236,5 +251,49 @@ describe('docker-compose.yml', () => {
     const data = mounts.find(([, target]) => target === '/var/lib/postgresql/data');
     expect(data).toBeDefined();
     expect(Object.keys(compose.volumes ?? {})).toContain(data![0]);
+  });
+});
+
+describe('docker-compose.yml: scaling out', () => {
+  it.each(['api', 'worker', 'consumer'])('%s runs in several replicas', (name) => {
+    expect(s[name]!.deploy?.replicas).toBeGreaterThanOrEqual(2);
+  });
+
+  it("sets Temporal's history shard count explicitly (it can never change after the first start)", () => {
+    const shards = Number(s.temporal!.environment!.NUM_HISTORY_SHARDS);
+    expect(Number.isInteger(shards) && shards >= 4).toBe(true);
+  });
+
+  it('runs Kafka from the official image in KRaft mode, its log in a named volume', () => {
+    const k = s.kafka!;
+    const env = k.environment!;
+    expect(k.image).toMatch(/^apache\/kafka:\d/);
+    expect(env.KAFKA_PROCESS_ROLES!.split(',').sort()).toEqual(['broker', 'controller']);
+    expect(Object.keys(env).some((key) => key.includes('ZOOKEEPER'))).toBe(false);
+    expect(env.KAFKA_CONTROLLER_QUORUM_VOTERS).toBe(`${env.KAFKA_NODE_ID}@kafka:9093`);
+    const data = (k.volumes ?? []).map((v) => v.split(':')).find(([, target]) => target === env.KAFKA_LOG_DIRS);
+    expect(Object.keys(compose.volumes ?? {})).toContain(data![0]);
+    expect(k.healthcheck!.test.join(' ')).toContain('--bootstrap-server localhost:9092');
+  });
+
+  it('the consumer reaches Kafka at an address the broker advertises, after the migrations, and has work for every replica', () => {
+    const c = s.consumer!;
+    const config = loadConfig(
+      Object.fromEntries(Object.entries(c.environment!).map(([k, v]) => [k, interpolate(String(v))])),
+    );
+    expect(s.kafka!.environment!.KAFKA_ADVERTISED_LISTENERS).toContain(`//${config.KAFKA_BROKERS}`);
+    expect(c.depends_on!.kafka!.condition).toBe('service_healthy');
+    expect(c.depends_on!.migrate!.condition).toBe('service_completed_successfully');
+    expect(c.restart).toBe('unless-stopped');
+    expect(config.KAFKA_TOPIC_PARTITIONS).toBeGreaterThanOrEqual(c.deploy!.replicas!);
+    expect(Number(s.kafka!.environment!.KAFKA_NUM_PARTITIONS)).toBe(config.KAFKA_TOPIC_PARTITIONS);
+  });
+
+  it("the consumer's health check fetches /healthz on its metrics port; the consumer serves it", () => {
+    const c = s.consumer!;
+    const url = /https?:\/\/127\.0\.0\.1:(\d+)(\/\w+)/.exec(c.healthcheck!.test.join(' '))!;
+    expect(Number(url[1])).toBe(Number(c.environment!.CONSUMER_METRICS_PORT));
+    expect(url[2]).toBe('/healthz');
+    expect(readFileSync(path.join(ROOT, 'ingest/metrics.ts'), 'utf8')).toContain(`req.url === '${url[2]}'`);
   });
 });

@@ -70,7 +70,7 @@ export const configSchema = z
     /** How long the consumer retries a batch the database refuses before it exits (and replays). */
     KAFKA_STORE_RETRY_MS: z.coerce.number().int().min(1000).max(3_600_000).default(60_000),
     /** The consumer's own /metrics (lag, outcomes) and /healthz; 0 picks a free port. */
-    CONSUMER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+    CONSUMER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9465),
   })
   .superRefine((c, ctx) => {
     if (c.PAYMENT_GATEWAY === 'stripe' && !c.STRIPE_SECRET_KEY)

@@ -144,7 +144,7 @@ log "  API          http://127.0.0.1:$PORT   (ready: /readyz, docs: /openapi.jso
 log "  Temporal     $TEMPORAL_ADDRESS (gRPC)"
 [ -n "$temporal_pid" ] && log "  Temporal UI  http://127.0.0.1:$TEMPORAL_UI_PORT"
 if [ -n "${KAFKA_BROKERS:-}" ] && [ "${#children[@]}" -gt 2 ]; then
-  log "  Kafka        $KAFKA_BROKERS, topic ${KAFKA_TOPIC:-creditflow.usage} (consumer metrics: http://127.0.0.1:${CONSUMER_METRICS_PORT:-9464}/metrics)"
+  log "  Kafka        $KAFKA_BROKERS, topic ${KAFKA_TOPIC:-creditflow.usage} (consumer metrics: http://127.0.0.1:${CONSUMER_METRICS_PORT:-9465}/metrics)"
 fi
 if [ "$CREDITFLOW_MODE" = development ]; then
   log "  dev admin key: cf_dev_admin_key_for_local_use_only (development mode only)"

@@ -95,7 +95,7 @@ const interpolate = (v: string) =>
   v
     .replace(/\$\{[A-Z_]+:-([^}]*)\}/g, (_m, dflt: string) => dflt)
     .replace(/\$\{([A-Z_]+)(?::\?[^}]*)?\}/g, (_m, name: string) =>
-      name === 'CREDITFLOW_ADMIN_KEY' ? 'k'.repeat(32) : `secret-${name.toLowerCase()}`,
+      ['CREDITFLOW_ADMIN_KEY', 'PORTAL_TOKEN_SECRET'].includes(name) ? 'k'.repeat(32) : `secret-${name.toLowerCase()}`,
     );
 const entryOf = (svc: Service) => svc.command!.find((c) => c.startsWith('dist/'))!;
 const portsOf = (svc: Service) => (svc.ports ?? []).map((p) => p.split(':').map(Number));
@@ -199,6 +199,11 @@ describe('docker-compose.yml', () => {
   it('never ships a default admin key or password: both must come from the environment', () => {
     expect(s.api!.environment!.CREDITFLOW_ADMIN_KEY).toMatch(/^\$\{CREDITFLOW_ADMIN_KEY:\?/);
     expect(s.postgres!.environment!.POSTGRES_PASSWORD).toMatch(/^\$\{POSTGRES_PASSWORD:\?/);
+  });
+
+  it('gives every API replica the same portal-token secret (a token signed by one verifies on the others)', () => {
+    expect(s.api!.deploy?.replicas ?? 1).toBeGreaterThan(1);
+    expect(s.api!.environment!.PORTAL_TOKEN_SECRET).toMatch(/^\$\{PORTAL_TOKEN_SECRET:\?/);
   });
 
   it('publishes the API on the port it listens on (one host port per replica), Temporal gRPC on 7233 and the Web UI on 8233', () => {

@@ -1,17 +1,23 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createPool } from '../db/pool';
 import { createCustomer } from '../ledger/customers';
 import { Ledger } from '../ledger/ledger';
 import { requestHash, sha256 } from '../lib/hash';
-import { createDatabaseIfMissing, migrate } from '../lib/migrate';
-import { startTemporalDevServer } from '../lib/temporal-dev-server';
-import { closedLoop, fmt, openLoop, ownChild, startApiProcess, startReferenceWorker, stats } from './lib';
+import {
+  benchDatabase,
+  benchTemporal,
+  closedLoop,
+  fmt,
+  openLoop,
+  ownChild,
+  startApiProcess,
+  startReferenceWorker,
+  stats,
+} from './lib';
 
 /**
  * bench/holds: hold → settle cycles per second through the HTTP API (reservation workflow,
@@ -19,7 +25,6 @@ import { closedLoop, fmt, openLoop, ownChild, startApiProcess, startReferenceWor
  * the same Temporal server: a bare workflow with one no-op local activity, started and completed,
  * its worker in its own process like the subject's.
  */
-const ROOT = path.resolve(__dirname, '..', '..');
 const PG_PORT = Number(process.env.BENCH_PG_PORT ?? 55499);
 const API_PORT = Number(process.env.BENCH_API_PORT ?? 39302);
 const T_PORT = Number(process.env.BENCH_TEMPORAL_PORT ?? 39303);
@@ -32,15 +37,7 @@ const OLD_REFERENCE = process.env.BENCH_OLD_REFERENCE === '1';
 const phase = (name: string) => console.error(`${new Date().toISOString()} bench/holds: ${name}`);
 
 async function main(): Promise<void> {
-  mkdirSync(path.join(ROOT, '.data', 'bench'), { recursive: true });
-  execFileSync(
-    'bash',
-    [path.join(ROOT, 'scripts/pg.sh'), 'start', path.join(ROOT, '.data/bench/pg'), String(PG_PORT)],
-    { stdio: 'inherit' },
-  );
-  const url = `postgres://postgres@127.0.0.1:${PG_PORT}/bench_holds_${Date.now()}`;
-  await createDatabaseIfMissing(url);
-  await migrate(url);
+  const url = await benchDatabase('holds', 'pg', PG_PORT);
   const pool = createPool(url, 8);
   const ledger = new Ledger(pool);
   for (let i = 0; i < CUSTOMERS; i++) {
@@ -53,13 +50,7 @@ async function main(): Promise<void> {
   }
   await pool.query(`INSERT INTO api_keys (id, key_hash, role) VALUES ('bench', $1, 'admin')`, [sha256(ADMIN_KEY)]);
 
-  const local = path.join(ROOT, '.tools', 'bin', 'temporal');
-  const temporal = await startTemporalDevServer({
-    bin: process.env.TEMPORAL_BIN || (existsSync(local) ? local : undefined),
-    port: T_PORT,
-    fast: true,
-    logFile: path.join(ROOT, '.data', 'bench', 'temporal.log'),
-  });
+  const temporal = await benchTemporal(T_PORT, 'temporal.log');
   const env = {
     DATABASE_URL: url,
     TEMPORAL_ADDRESS: temporal.address,

@@ -1,14 +1,11 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { createPool } from '../db/pool';
-import { createDatabaseIfMissing, migrate } from '../lib/migrate';
-import { startTemporalDevServer } from '../lib/temporal-dev-server';
 import { reconcile } from '../workflows/reconcile';
 import { connectivityCheck } from '../workflows/connectivity';
-import { clusterCpuSeconds, fmt, ownChild, postmasterPid, rssMb } from './lib';
+import { benchDatabase, benchTemporal, clusterCpuSeconds, fmt, ownChild, postmasterPid, rssMb } from './lib';
 
 /**
  * bench/reconcile: one reconciliation over WALLETS wallets and 20 entries each (2 million at the
@@ -50,17 +47,7 @@ const SEED = `
   SET session_replication_role = DEFAULT;`;
 
 async function main(): Promise<void> {
-  mkdirSync(path.join(ROOT, '.data', 'bench'), { recursive: true });
-  execFileSync(
-    'bash',
-    [path.join(ROOT, 'scripts/pg.sh'), 'start', path.join(ROOT, '.data/bench/pg'), String(PG_PORT)],
-    {
-      stdio: 'inherit',
-    },
-  );
-  const url = `postgres://postgres@127.0.0.1:${PG_PORT}/bench_reconcile_${Date.now()}`;
-  await createDatabaseIfMissing(url);
-  await migrate(url);
+  const url = await benchDatabase('reconcile', 'pg', PG_PORT);
   const pool = createPool(url, 4);
   const postmaster = postmasterPid(path.join(ROOT, '.data/bench/pg'));
   phase(`seeding ${fmt(WALLETS)} wallets, ${fmt(WALLETS * 20)} entries`);
@@ -69,13 +56,7 @@ async function main(): Promise<void> {
   await c.query('VACUUM ANALYZE');
   c.release();
 
-  const local = path.join(ROOT, '.tools', 'bin', 'temporal');
-  const temporal = await startTemporalDevServer({
-    bin: process.env.TEMPORAL_BIN || (existsSync(local) ? local : undefined),
-    port: T_PORT,
-    fast: true,
-    logFile: path.join(ROOT, '.data', 'bench', 'temporal.log'),
-  });
+  const temporal = await benchTemporal(T_PORT, 'temporal.log');
   const worker = ownChild(
     spawn(process.execPath, ['dist/worker/main.js'], {
       env: {

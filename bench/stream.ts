@@ -1,13 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { createPool } from '../db/pool';
 import { createCustomer } from '../ledger/customers';
 import { requestHash, sha256 } from '../lib/hash';
-import { createDatabaseIfMissing, migrate } from '../lib/migrate';
-import { fmt, rssMb, startApiProcess, stats } from './lib';
+import { benchDatabase, fmt, rssMb, startApiProcess, stats } from './lib';
 import { openSse, type SseStream } from './sse-client';
 
 /**
@@ -43,17 +42,7 @@ async function main(): Promise<void> {
   const limit = Number(openFilesLimit());
   if (limit < STREAMS + 500)
     throw new Error(`ulimit -n is ${limit}: ${STREAMS} streams need more (raise it: ulimit -n ${STREAMS * 2})`);
-  mkdirSync(path.join(ROOT, '.data', 'bench'), { recursive: true });
-  execFileSync(
-    'bash',
-    [path.join(ROOT, 'scripts/pg.sh'), 'start', path.join(ROOT, '.data/bench/pg-stream'), String(PG_PORT)],
-    {
-      stdio: 'inherit',
-    },
-  );
-  const url = `postgres://postgres@127.0.0.1:${PG_PORT}/bench_stream_${Date.now()}`;
-  await createDatabaseIfMissing(url);
-  await migrate(url);
+  const url = await benchDatabase('stream', 'pg-stream', PG_PORT);
   const pool = createPool(url, 8);
   const ids = { hot: 'hot', cold: Array.from({ length: COLD }, (_, i) => `cold-${i}`) };
   const background = Array.from({ length: BACKGROUND }, (_, i) => `bg-${i}`);

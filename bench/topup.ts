@@ -1,8 +1,6 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { createPool, type Pool } from '../db/pool';
 import { putPaymentMethod } from '../db/payments';
@@ -10,9 +8,16 @@ import { putRule } from '../db/topup-rules';
 import { createCustomer } from '../ledger/customers';
 import { Ledger } from '../ledger/ledger';
 import { requestHash, sha256 } from '../lib/hash';
-import { createDatabaseIfMissing, migrate } from '../lib/migrate';
-import { startTemporalDevServer } from '../lib/temporal-dev-server';
-import { fmt, openLoop, ownChild, startApiProcess, startReferenceWorker, stats } from './lib';
+import {
+  benchDatabase,
+  benchTemporal,
+  fmt,
+  openLoop,
+  ownChild,
+  startApiProcess,
+  startReferenceWorker,
+  stats,
+} from './lib';
 
 /**
  * bench/topup: time from the usage event that takes a wallet below its threshold (the POST
@@ -22,7 +27,6 @@ import { fmt, openLoop, ownChild, startApiProcess, startReferenceWorker, stats }
  * in the same run on the same Temporal server at the same rate: a bare workflow with one no-op
  * local activity, started and awaited (its worker in its own process).
  */
-const ROOT = path.resolve(__dirname, '..', '..');
 const PG_PORT = Number(process.env.BENCH_PG_PORT ?? 55499);
 const API_PORT = Number(process.env.BENCH_API_PORT ?? 39312);
 const T_PORT = Number(process.env.BENCH_TEMPORAL_PORT ?? 39313);
@@ -76,28 +80,14 @@ async function lotAt(pool: Pool, customerId: string, timeoutMs = 60_000): Promis
 }
 
 async function main(): Promise<void> {
-  mkdirSync(path.join(ROOT, '.data', 'bench'), { recursive: true });
-  execFileSync(
-    'bash',
-    [path.join(ROOT, 'scripts/pg.sh'), 'start', path.join(ROOT, '.data/bench/pg'), String(PG_PORT)],
-    { stdio: 'inherit' },
-  );
-  const url = `postgres://postgres@127.0.0.1:${PG_PORT}/bench_topup_${Date.now()}`;
-  await createDatabaseIfMissing(url);
-  await migrate(url);
+  const url = await benchDatabase('topup', 'pg', PG_PORT);
   const pool = createPool(url, 8);
   phase('seeding');
   const warm = await seed(pool, 20, 'w');
   const ids = await seed(pool, TOPUPS, 'c');
   await pool.query(`INSERT INTO api_keys (id, key_hash, role) VALUES ('bench', $1, 'admin')`, [sha256(ADMIN_KEY)]);
 
-  const local = path.join(ROOT, '.tools', 'bin', 'temporal');
-  const temporal = await startTemporalDevServer({
-    bin: process.env.TEMPORAL_BIN || (existsSync(local) ? local : undefined),
-    port: T_PORT,
-    fast: true,
-    logFile: path.join(ROOT, '.data', 'bench', 'temporal-topup.log'),
-  });
+  const temporal = await benchTemporal(T_PORT, 'temporal-topup.log');
   const env = {
     DATABASE_URL: url,
     TEMPORAL_ADDRESS: temporal.address,

@@ -1,16 +1,12 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { createPool, type Pool } from '../db/pool';
 import { createCustomer } from '../ledger/customers';
 import { requestHash, sha256 } from '../lib/hash';
-import { createDatabaseIfMissing, migrate } from '../lib/migrate';
-import { startTemporalDevServer } from '../lib/temporal-dev-server';
-import { fmt, openLoop, ownChild, postJson, startApiProcess, stats } from './lib';
+import { benchDatabase, benchTemporal, fmt, openLoop, ownChild, postJson, startApiProcess, stats } from './lib';
 
 /**
  * bench/webhooks: notifications written to the outbox at RATE per second (each its own committed
@@ -20,7 +16,6 @@ import { fmt, openLoop, ownChild, postJson, startApiProcess, stats } from './lib
  * same run at the same rate, interleaved: a bare keep-alive HTTP POST to the same receiver, timed
  * from the moment it is sent to the same receive point.
  */
-const ROOT = path.resolve(__dirname, '..', '..');
 const PG_PORT = Number(process.env.BENCH_PG_PORT ?? 55510);
 const API_PORT = Number(process.env.BENCH_API_PORT ?? 39322);
 const T_PORT = Number(process.env.BENCH_TEMPORAL_PORT ?? 39323);
@@ -92,26 +87,12 @@ async function emit(pool: Pool): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  mkdirSync(path.join(ROOT, '.data', 'bench'), { recursive: true });
-  execFileSync(
-    'bash',
-    [path.join(ROOT, 'scripts/pg.sh'), 'start', path.join(ROOT, '.data/bench/pg-webhooks'), String(PG_PORT)],
-    { stdio: 'inherit' },
-  );
-  const url = `postgres://postgres@127.0.0.1:${PG_PORT}/bench_webhooks_${Date.now()}`;
-  await createDatabaseIfMissing(url);
-  await migrate(url);
+  const url = await benchDatabase('webhooks', 'pg-webhooks', PG_PORT);
   const pool = createPool(url, 16);
   await createCustomer(pool, { id: 'bench' }, requestHash({ id: 'bench' }));
   await pool.query(`INSERT INTO api_keys (id, key_hash, role) VALUES ('bench', $1, 'admin')`, [sha256(ADMIN_KEY)]);
 
-  const local = path.join(ROOT, '.tools', 'bin', 'temporal');
-  const temporal = await startTemporalDevServer({
-    bin: process.env.TEMPORAL_BIN || (existsSync(local) ? local : undefined),
-    port: T_PORT,
-    fast: true,
-    logFile: path.join(ROOT, '.data', 'bench', 'temporal-webhooks.log'),
-  });
+  const temporal = await benchTemporal(T_PORT, 'temporal-webhooks.log');
   const env = {
     DATABASE_URL: url,
     TEMPORAL_ADDRESS: temporal.address,

@@ -4,18 +4,9 @@ import type { Pool } from '../../db/pool';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
 import { eventually } from '../support/eventually';
-import {
-  killAllConsumers,
-  offsets,
-  produce,
-  readAll,
-  spawnConsumer,
-  startKafka,
-  type ConsumerProcess,
-  type Record_,
-  type TestKafka,
-} from '../support/kafka';
+import { offsets, produce, readAll, spawnConsumer, startKafka, type Record_, type TestKafka } from '../support/kafka';
 import { freePort } from '../support/ports';
+import { killAllWorkers, type WorkerProcess } from '../support/workers';
 
 jest.setTimeout(300_000);
 
@@ -40,7 +31,7 @@ beforeAll(async () => {
   expect((await call(api.url, 'PUT', '/v1/rate-cards/default', { key: admin, json: CARD })).status).toBe(201);
 });
 afterAll(async () => {
-  await killAllConsumers();
+  await killAllWorkers();
   await api?.close();
   await db?.drop();
   await kafka?.stop();
@@ -72,7 +63,7 @@ const event = (id: string, customerId: string, quantity: number, extra: object =
 });
 const record = (e: { customerId: string }): Record_ => ({ key: e.customerId, value: JSON.stringify(e) });
 
-async function consumer(topic: string, groupId: string): Promise<ConsumerProcess & { metrics: string }> {
+async function consumer(topic: string, groupId: string): Promise<WorkerProcess & { metrics: string }> {
   const port = await freePort();
   const c = spawnConsumer({ databaseUrl: db.url, brokers: kafka.brokers, topic, groupId, metricsPort: port });
   await c.ready;

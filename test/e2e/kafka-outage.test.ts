@@ -4,7 +4,8 @@ import { findViolations } from '../../db/invariants';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
 import { eventually } from '../support/eventually';
-import { killAllConsumers, offsets, produce, spawnConsumer, startKafka, type TestKafka } from '../support/kafka';
+import { offsets, produce, spawnConsumer, startKafka, type TestKafka } from '../support/kafka';
+import { killAllWorkers } from '../support/workers';
 import { TEST_PG_PORT } from '../support/paths';
 import { freePort } from '../support/ports';
 
@@ -66,7 +67,7 @@ beforeAll(async () => {
     expect((await call(api.url, 'POST', '/v1/customers', { key: admin, json: { id: `o${i}` } })).status).toBe(201);
 });
 afterAll(async () => {
-  await killAllConsumers();
+  await killAllWorkers();
   await proxy?.close();
   await api?.close();
   await db?.drop();

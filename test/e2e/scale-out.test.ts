@@ -5,7 +5,7 @@ import { spawnApiProcess, type ApiProcess } from '../support/api-process';
 import { call, makeKey } from '../support/api';
 import { freshDatabase } from '../support/db';
 import { eventually } from '../support/eventually';
-import { killAllConsumers, offsets, produce, spawnConsumer, startKafka, type TestKafka } from '../support/kafka';
+import { offsets, produce, spawnConsumer, startKafka, type TestKafka } from '../support/kafka';
 import { freePort } from '../support/ports';
 import { killAllWorkers, spawnWorker } from '../support/workers';
 
@@ -53,8 +53,7 @@ beforeAll(async () => {
   service = await makeKey(pool, 'service');
 });
 afterAll(async () => {
-  await killAllConsumers();
-  await killAllWorkers();
+  await killAllWorkers(); // the consumer and the workers
   await Promise.all(apis.map((a) => a.stop()));
   await db?.drop();
   await kafka?.stop();

@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import type { RawRecord, ReadRecord } from '../../ingest/kafka-tool';
 import { freePort } from './ports';
 import { ROOT, TEST_DATA } from './paths';
+import { spawnProcess, type WorkerProcess } from './workers';
 
 const run = promisify(execFile);
 
@@ -91,15 +92,6 @@ export async function offsets(
   return { ends: o.ends.map(BigInt), committed: o.committed.map(BigInt) };
 }
 
-export interface ConsumerProcess {
-  proc: ChildProcess;
-  ready: Promise<void>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  stderr: () => string;
-}
-
-const live = new Set<ChildProcess>();
-
 /** The real consumer process (dist/ingest/consumer.js); ready once it logged that it consumes. */
 export function spawnConsumer(o: {
   databaseUrl: string;
@@ -109,10 +101,10 @@ export function spawnConsumer(o: {
   metricsPort: number;
   temporalAddress?: string;
   env?: Record<string, string>;
-}): ConsumerProcess {
-  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/ingest/consumer.js')], {
-    env: {
-      ...process.env,
+}): WorkerProcess {
+  return spawnProcess(
+    'ingest/consumer.js',
+    {
       DATABASE_URL: o.databaseUrl,
       DATABASE_POOL_SIZE: '8',
       KAFKA_BROKERS: o.brokers,
@@ -125,36 +117,6 @@ export function spawnConsumer(o: {
       LOG_LEVEL: 'info',
       ...o.env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  live.add(proc);
-  let err = '';
-  const grab = (d: Buffer) => {
-    err = (err + d.toString()).slice(-6000);
-  };
-  proc.stderr.on('data', grab);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.once('exit', (code, signal) => {
-      live.delete(proc);
-      resolve({ code, signal });
-    }),
+    'consumer running',
   );
-  const ready = new Promise<void>((resolve, reject) => {
-    let out = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      grab(d);
-      out = (out + d.toString()).slice(-8000);
-      if (out.includes('"msg":"consumer running"')) resolve();
-    });
-    void exited.then((e) => reject(new Error(`consumer exited before it ran (${JSON.stringify(e)}): ${err}`)));
-  });
-  ready.catch(() => undefined);
-  return { proc, ready, exited, stderr: () => err };
-}
-
-/** SIGKILLs every consumer process still alive (afterAll). */
-export async function killAllConsumers(): Promise<void> {
-  const all = [...live];
-  for (const p of all) p.kill('SIGKILL');
-  await Promise.all(all.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))));
 }

@@ -21,6 +21,40 @@ export interface WorkerProcess {
 const live = new Set<ChildProcess>();
 
 /**
+ * One of the project's processes (`dist/<script>`) with `env` added, ready once its stdout shows
+ * `"msg":"<readyMessage>"`; its output's tail goes into failure messages. killAllWorkers ends it.
+ */
+export function spawnProcess(script: string, env: Record<string, string>, readyMessage: string): WorkerProcess {
+  const proc = spawn(process.execPath, [path.join(ROOT, 'dist', script)], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(proc);
+  let err = '';
+  const grab = (d: Buffer) => {
+    err = (err + d.toString()).slice(-6000);
+  };
+  proc.stderr.on('data', grab);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once('exit', (code, signal) => {
+      live.delete(proc);
+      resolve({ code, signal });
+    }),
+  );
+  const ready = new Promise<void>((resolve, reject) => {
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => {
+      grab(d);
+      out = (out + d.toString()).slice(-8000);
+      if (out.includes(`"msg":"${readyMessage}"`)) resolve();
+    });
+    void exited.then((e) => reject(new Error(`${script} exited before it ran (${JSON.stringify(e)}): ${err}`)));
+  });
+  ready.catch(() => undefined);
+  return { proc, ready, exited, stderr: () => err };
+}
+
+/**
  * The real worker process (dist/worker/main.js) on one task queue. `crash` is the fault-injection
  * point (CREDITFLOW_TEST_CRASH=<activity>:before|after), where the process SIGKILLs itself.
  */
@@ -32,9 +66,9 @@ export function spawnWorker(o: {
   /** More environment (e.g. WORKER_METRICS_ADDRESS, off by default: workers would share a port). */
   env?: Record<string, string>;
 }): WorkerProcess {
-  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/worker/main.js')], {
-    env: {
-      ...process.env,
+  return spawnProcess(
+    'worker/main.js',
+    {
       DATABASE_URL: o.databaseUrl,
       DATABASE_POOL_SIZE: '5',
       TEMPORAL_ADDRESS: o.temporalAddress,
@@ -46,32 +80,11 @@ export function spawnWorker(o: {
       WORKER_METRICS_ADDRESS: 'off',
       ...o.env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  live.add(proc);
-  let err = '';
-  proc.stderr.on('data', (d: Buffer) => {
-    err = (err + d.toString()).slice(-4000);
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.once('exit', (code, signal) => {
-      live.delete(proc);
-      resolve({ code, signal });
-    }),
+    'worker running',
   );
-  const ready = new Promise<void>((resolve, reject) => {
-    let out = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      out = (out + d.toString()).slice(-8000);
-      if (out.includes('"msg":"worker running"')) resolve();
-    });
-    void exited.then((e) => reject(new Error(`worker exited before it ran (${JSON.stringify(e)}): ${err}`)));
-  });
-  ready.catch(() => undefined);
-  return { proc, ready, exited, stderr: () => err };
 }
 
-/** SIGKILLs every worker process still alive (afterAll). */
+/** SIGKILLs every process spawnProcess started that is still alive (afterAll). */
 export async function killAllWorkers(): Promise<void> {
   const all = [...live];
   for (const p of all) p.kill('SIGKILL');

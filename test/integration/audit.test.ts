@@ -1,18 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import type { Worker } from '@temporalio/worker';
 import { runCli } from '../../cli/commands';
 import type { Pool } from '../../db/pool';
-import { call, makeKey, snapshotTables, startApi, type Call, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
-import { temporalHarness } from '../support/temporal';
+import { call, makeKey, snapshotTables, type Call, type TestApi } from '../support/api';
+import { startStack, type Stack } from '../support/stack';
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: Stack;
+let db: Stack['db'];
 let pool: Pool;
-let t: Awaited<ReturnType<typeof temporalHarness>>;
-let worker: Worker;
-let running: Promise<void>;
 let api: TestApi;
 /** Keys made through the API, so they have an id apart from their secret, and a name. */
 type Key = { id: string; key: string; name: string };
@@ -65,12 +61,12 @@ async function ledger(customerId: string) {
 const CARD = { effectiveFrom: '2020-01-01T00:00:00Z', rules: [{ meter: 'calls', credits: '1' }] };
 
 beforeAll(async () => {
-  db = await freshDatabase();
-  pool = db.pool;
-  t = await temporalHarness(pool);
-  worker = await t.startWorker();
-  running = worker.run();
-  api = await startApi(pool, { payments: () => Promise.resolve(t.payments), gateway: t.gateway, topUps: t.topUps });
+  stack = await startStack((t) => ({
+    payments: () => Promise.resolve(t.payments),
+    gateway: t.gateway,
+    topUps: t.topUps,
+  }));
+  ({ db, pool, api } = stack);
   const root = await makeKey(pool, 'admin');
   admin = await createKey(root, 'admin', 'ops admin');
   support = await createKey(admin.key, 'support', 'support desk');
@@ -80,11 +76,7 @@ beforeAll(async () => {
   expect((await put('/v1/rate-cards/default', CARD)).status).toBe(201);
 });
 afterAll(async () => {
-  await api.close();
-  worker.shutdown();
-  await running;
-  await t.close();
-  await db.drop();
+  await stack.close();
 });
 
 describe('who and why on ledger transactions', () => {

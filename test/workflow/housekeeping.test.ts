@@ -5,35 +5,26 @@ import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
 import { ensureHousekeepingSchedule, HOUSEKEEPING_SCHEDULE_ID } from '../../worker/schedules';
 import { housekeeping, housekeepingStatusQuery, type HousekeepingInput } from '../../workflows/housekeeping';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
-import { temporalHarness, triggerSchedule } from '../support/temporal';
+import { call, makeKey, type TestApi } from '../support/api';
+import { triggerSchedule } from '../support/temporal';
 import { killAllWorkers, spawnWorker, startInProcessWorker } from '../support/workers';
+import { startStack, type Stack } from '../support/stack';
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: Stack;
+let db: Stack['db'];
 let pool: Pool;
-let t: Awaited<ReturnType<typeof temporalHarness>>;
-let worker: Worker;
-let running: Promise<void>;
+let t: Stack['t'];
 let api: TestApi;
 let admin: string;
 
 beforeAll(async () => {
-  db = await freshDatabase();
-  pool = db.pool;
-  t = await temporalHarness(pool);
-  worker = await t.startWorker();
-  running = worker.run();
-  api = await startApi(pool);
+  stack = await startStack();
+  ({ db, pool, t, api } = stack);
   admin = await makeKey(pool, 'admin');
 });
 afterAll(async () => {
   await killAllWorkers();
-  await api.close();
-  worker.shutdown();
-  await running;
-  await t.close();
-  await db.drop();
+  await stack.close();
 });
 
 /** A stored reply (or a claim) `ageDays` old, with a tag so each test counts only its own rows. */

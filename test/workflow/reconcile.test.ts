@@ -1,34 +1,28 @@
 import { randomUUID } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import type { Pool } from '../../db/pool';
 import { reconciliationStarter } from '../../api/routes/reconciliation';
 import { ensureReconciliationSchedule } from '../../worker/schedules';
 import { reconcile } from '../../workflows/reconcile';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
-import { temporalHarness, triggerSchedule } from '../support/temporal';
+import { call, makeKey, type TestApi } from '../support/api';
+import { triggerSchedule } from '../support/temporal';
+import { startStack, type Stack } from '../support/stack';
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: Stack;
+let db: Stack['db'];
 let pool: Pool;
-let t: Awaited<ReturnType<typeof temporalHarness>>;
-let worker: Worker;
-let running: Promise<void>;
+let t: Stack['t'];
 let api: TestApi;
 let admin: string;
 let service: string;
 
 beforeAll(async () => {
-  db = await freshDatabase();
-  pool = db.pool;
-  t = await temporalHarness(pool);
-  worker = await t.startWorker();
-  running = worker.run();
-  api = await startApi(pool, {
+  stack = await startStack((t) => ({
     payments: () => Promise.resolve(t.payments),
     holds: () => Promise.resolve(t.holds),
     gateway: t.gateway,
     reconciliation: reconciliationStarter(t.client, t.taskQueue),
-  });
+  }));
+  ({ db, pool, t, api } = stack);
   admin = await makeKey(pool, 'admin');
   service = await makeKey(pool, 'service');
   const card = await call(api.url, 'PUT', '/v1/rate-cards/default', {
@@ -38,11 +32,7 @@ beforeAll(async () => {
   expect(card.status).toBe(201);
 });
 afterAll(async () => {
-  await api.close();
-  worker.shutdown();
-  await running;
-  await t.close();
-  await db.drop();
+  await stack.close();
 });
 
 interface Report {

@@ -1,30 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
 import { refundWorkflowId } from '../../ledger/refunds';
 import { runCli } from '../../cli/commands';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
-import { temporalHarness } from '../support/temporal';
+import { call, makeKey, type TestApi } from '../support/api';
+import { startStack, type Stack } from '../support/stack';
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: Stack;
 let pool: Pool;
-let t: Awaited<ReturnType<typeof temporalHarness>>;
-let worker: Worker;
-let running: Promise<void>;
+let t: Stack['t'];
 let api: TestApi;
 let admin: string;
 let support: string;
 let service: string;
 
 beforeAll(async () => {
-  db = await freshDatabase();
-  pool = db.pool;
-  t = await temporalHarness(pool);
-  worker = await t.startWorker();
-  running = worker.run();
-  api = await startApi(pool, { payments: () => Promise.resolve(t.payments), gateway: t.gateway });
+  stack = await startStack((t) => ({ payments: () => Promise.resolve(t.payments), gateway: t.gateway }));
+  ({ pool, t, api } = stack);
   admin = await makeKey(pool, 'admin');
   support = await makeKey(pool, 'support');
   service = await makeKey(pool, 'service');
@@ -35,11 +27,7 @@ beforeAll(async () => {
   expect(card.status).toBe(201);
 });
 afterAll(async () => {
-  await api.close();
-  worker.shutdown();
-  await running;
-  await t.close();
-  await db.drop();
+  await stack.close();
 });
 
 /** A customer with one purchased lot of `credits` paid `amountMinor` through the sandbox. */

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
 import { putRule } from '../../db/topup-rules';
@@ -7,26 +6,23 @@ import { Ledger } from '../../ledger/ledger';
 import { topUpWorkflowId } from '../../ledger/payments';
 import { topUpStatusQuery } from '../../workflows/topup';
 import { holdSweeper } from '../../workflows/sweeper';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
-import { temporalHarness } from '../support/temporal';
+import { call, makeKey, type TestApi } from '../support/api';
+import { startStack, type Stack } from '../support/stack';
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: Stack;
 let pool: Pool;
-let t: Awaited<ReturnType<typeof temporalHarness>>;
-let worker: Worker;
-let running: Promise<void>;
+let t: Stack['t'];
 let api: TestApi;
 let admin: string;
 let service: string;
 
 beforeAll(async () => {
-  db = await freshDatabase();
-  pool = db.pool;
-  t = await temporalHarness(pool);
-  worker = await t.startWorker();
-  running = worker.run();
-  api = await startApi(pool, { payments: () => Promise.resolve(t.payments), gateway: t.gateway, topUps: t.topUps });
+  stack = await startStack((t) => ({
+    payments: () => Promise.resolve(t.payments),
+    gateway: t.gateway,
+    topUps: t.topUps,
+  }));
+  ({ pool, t, api } = stack);
   admin = await makeKey(pool, 'admin');
   service = await makeKey(pool, 'service');
   const card = await call(api.url, 'PUT', '/v1/rate-cards/default', {
@@ -36,11 +32,7 @@ beforeAll(async () => {
   expect(card.status).toBe(201);
 });
 afterAll(async () => {
-  await api.close();
-  worker.shutdown();
-  await running;
-  await t.close();
-  await db.drop();
+  await stack.close();
 });
 
 async function customer(o: { grant?: string; paymentMethod?: string } = {}) {

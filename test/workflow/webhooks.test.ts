@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import { Webhook } from 'standardwebhooks';
 import { enqueue } from '../../db/outbox';
 import type { Pool } from '../../db/pool';
@@ -9,16 +8,13 @@ import { insertEndpoint } from '../../db/webhooks';
 import { newSecret, NOTIFICATION_TYPES } from '../../webhooks/notification';
 import { startWebhookDelivery } from '../../webhooks/workflows';
 import { webhookKeeper, webhookWorkflowId } from '../../workflows/webhooks';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
-import { temporalHarness } from '../support/temporal';
+import { call, makeKey, type TestApi } from '../support/api';
 import { startReceiver, verify, waitFor, type Behaviour, type Received } from '../support/webhook-receiver';
+import { startStack, type Stack } from '../support/stack';
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: Stack;
 let pool: Pool;
-let t: Awaited<ReturnType<typeof temporalHarness>>;
-let worker: Worker;
-let running: Promise<void>;
+let t: Stack['t'];
 let api: TestApi;
 let admin: string;
 const CUSTOMER = 'wh-cust';
@@ -28,12 +24,8 @@ beforeAll(async () => {
   // Production mode (the default), loopback through the operator allowlist.
   process.env.CREDITFLOW_MODE = 'production';
   process.env.WEBHOOK_ALLOWED_HOSTS = '127.0.0.1';
-  db = await freshDatabase();
-  pool = db.pool;
-  t = await temporalHarness(pool);
-  worker = await t.startWorker();
-  running = worker.run();
-  api = await startApi(pool, { webhooks: (id) => startWebhookDelivery(t.client, t.taskQueue, id) });
+  stack = await startStack((t) => ({ webhooks: (id) => startWebhookDelivery(t.client, t.taskQueue, id) }));
+  ({ pool, t, api } = stack);
   admin = await makeKey(pool, 'admin');
   await createCustomer(pool, { id: CUSTOMER }, requestHash({ id: CUSTOMER }));
 });
@@ -43,11 +35,7 @@ afterEach(async () => {
   await Promise.all(receivers.splice(0).map((r) => r.close()));
 });
 afterAll(async () => {
-  await api.close();
-  worker.shutdown();
-  await running;
-  await t.close();
-  await db.drop();
+  await stack.close();
 });
 
 async function receiver(b?: Behaviour) {

@@ -3,7 +3,9 @@ import type { Pool } from '../../db/pool';
 import { reconciliationStarter } from '../../api/routes/reconciliation';
 import { ensureReconciliationSchedule } from '../../worker/schedules';
 import { reconcile } from '../../workflows/reconcile';
-import { call, makeKey, type TestApi } from '../support/api';
+import { createPool } from '../../db/pool';
+import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { burstOnFullPool } from '../support/burst';
 import { triggerSchedule } from '../support/temporal';
 import { startStack, type Stack } from '../support/stack';
 
@@ -268,6 +270,33 @@ describe('reconciliation (real Temporal, Postgres, sandbox)', () => {
       expect(stored.rows).toEqual([{ status: outcome!.status }]);
     } finally {
       await handle.delete();
+    }
+  }, 30_000);
+
+  it('hostile reads, in a burst of 3 × a 4-connection pool: wrong roles 403, bad ids 404, all answered, pool given back', async () => {
+    const apiPool = createPool(db.url, 4, 30_000);
+    const small = await startApi(apiPool);
+    try {
+      const viewer = await makeKey(pool, 'viewer', await customer('1'));
+      const cases = [
+        { path: '/v1/reconciliation/latest', key: admin, status: 200 },
+        { path: '/v1/reconciliation/latest', key: service, status: 403 },
+        { path: '/v1/reconciliation/latest', key: viewer, status: 403 },
+        { path: '/v1/reconciliation/runs/%00', key: admin, status: 404 },
+        { path: `/v1/reconciliation/runs/${'r'.repeat(129)}`, key: admin, status: 404 },
+        { path: '/v1/reconciliation/runs/%F0%9F%92%A5', key: admin, status: 404 },
+      ];
+      const burst = Array.from({ length: 3 }, () => cases).flat();
+      const { answers, queued } = await burstOnFullPool(apiPool, 4, () =>
+        burst.map((c) => call(small.url, 'GET', c.path, { key: c.key })),
+      );
+      expect(queued).toBeGreaterThan(0); // the burst really waited for the pool
+      expect(answers.map((r) => r.status)).toEqual(burst.map((c) => c.status));
+      expect(apiPool.idleCount).toBe(apiPool.totalCount);
+      expect(apiPool.waitingCount).toBe(0);
+    } finally {
+      await small.close();
+      await apiPool.end();
     }
   }, 30_000);
 });

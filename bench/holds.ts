@@ -7,17 +7,8 @@ import { createPool } from '../db/pool';
 import { createCustomer } from '../ledger/customers';
 import { Ledger } from '../ledger/ledger';
 import { requestHash, sha256 } from '../lib/hash';
-import {
-  benchDatabase,
-  benchTemporal,
-  closedLoop,
-  fmt,
-  openLoop,
-  ownChild,
-  startApiProcess,
-  startReferenceWorker,
-  stats,
-} from './lib';
+import { closedLoop, fmt, openLoop, ownChild, startApiProcess, startReferenceWorker, stats } from './lib';
+import { benchDatabase, benchTemporal } from './setup';
 
 /**
  * bench/holds: hold → settle cycles per second through the HTTP API (reservation workflow,

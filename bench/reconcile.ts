@@ -5,7 +5,8 @@ import { Client, Connection } from '@temporalio/client';
 import { createPool } from '../db/pool';
 import { reconcile } from '../workflows/reconcile';
 import { connectivityCheck } from '../workflows/connectivity';
-import { benchDatabase, benchTemporal, clusterCpuSeconds, fmt, ownChild, postmasterPid, rssMb } from './lib';
+import { clusterCpuSeconds, fmt, ownChild, postmasterPid, rssMb } from './lib';
+import { benchDatabase, benchTemporal } from './setup';
 
 /**
  * bench/reconcile: one reconciliation over WALLETS wallets and 20 entries each (2 million at the

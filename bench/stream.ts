@@ -6,8 +6,9 @@ import pg from 'pg';
 import { createPool } from '../db/pool';
 import { createCustomer } from '../ledger/customers';
 import { requestHash, sha256 } from '../lib/hash';
-import { benchDatabase, fmt, rssMb, startApiProcess, stats } from './lib';
+import { fmt, rssMb, startApiProcess, stats } from './lib';
 import { openSse, type SseStream } from './sse-client';
+import { benchDatabase } from './setup';
 
 /**
  * bench/stream: STREAMS concurrent live-balance streams (SSE) on one API process. HOT_SHARE of

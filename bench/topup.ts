@@ -8,16 +8,8 @@ import { putRule } from '../db/topup-rules';
 import { createCustomer } from '../ledger/customers';
 import { Ledger } from '../ledger/ledger';
 import { requestHash, sha256 } from '../lib/hash';
-import {
-  benchDatabase,
-  benchTemporal,
-  fmt,
-  openLoop,
-  ownChild,
-  startApiProcess,
-  startReferenceWorker,
-  stats,
-} from './lib';
+import { fmt, openLoop, ownChild, startApiProcess, startReferenceWorker, stats } from './lib';
+import { benchDatabase, benchTemporal } from './setup';
 
 /**
  * bench/topup: time from the usage event that takes a wallet below its threshold (the POST

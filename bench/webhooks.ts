@@ -6,7 +6,8 @@ import { Webhook } from 'standardwebhooks';
 import { createPool, type Pool } from '../db/pool';
 import { createCustomer } from '../ledger/customers';
 import { requestHash, sha256 } from '../lib/hash';
-import { benchDatabase, benchTemporal, fmt, openLoop, ownChild, postJson, startApiProcess, stats } from './lib';
+import { fmt, openLoop, ownChild, postJson, startApiProcess, stats } from './lib';
+import { benchDatabase, benchTemporal } from './setup';
 
 /**
  * bench/webhooks: notifications written to the outbox at RATE per second (each its own committed

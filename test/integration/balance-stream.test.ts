@@ -178,9 +178,16 @@ it('a dropped LISTEN connection is reopened and the changes made meanwhile still
   const admin = new pg.Client({ connectionString: db.url });
   await admin.connect();
   try {
-    const killed = await admin.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN creditflow_balance'`,
+    // The first event is read before the shared listener has necessarily run its LISTEN: wait for it.
+    // Other suites share the cluster, so only this database's listener counts.
+    const listening = `FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN creditflow_balance'`;
+    const n = await eventually(
+      async () => (await admin.query<{ n: number }>(`SELECT count(*)::int AS n ${listening}`)).rows[0]!.n,
+      (v) => v === 1,
+      10_000,
     );
+    expect(n).toBe(1);
+    const killed = await admin.query(`SELECT pg_terminate_backend(pid) ${listening}`);
     expect(killed.rowCount).toBe(1);
   } finally {
     await admin.end();

@@ -37,8 +37,8 @@ const SEED = `
     SELECT md5('t' || i || ':' || j)::uuid, 'c' || lpad(i::text, 7, '0'), CASE WHEN j = 0 THEN 'grant' ELSE 'adjustment' END,
            't' || i || ':' || j
       FROM generate_series(1, $1) i, generate_series(0, 9) j;
-  INSERT INTO idempotency_keys (key, request_hash, result)
-    SELECT 't' || i || ':' || j, 'x', '{}' FROM generate_series(1, $1) i, generate_series(0, 9) j;
+  INSERT INTO idempotency_keys (customer_id, key, request_hash, result)
+    SELECT 'c' || lpad(i::text, 7, '0'), 't' || i || ':' || j, 'x', '{}' FROM generate_series(1, $1) i, generate_series(0, 9) j;
   INSERT INTO ledger_entries (transaction_id, customer_id, account, lot_id, amount)
     SELECT md5('t' || i || ':' || j)::uuid, 'c' || lpad(i::text, 7, '0'), e.account,
            CASE WHEN e.account = 'available' THEN md5('lot' || i)::uuid END,

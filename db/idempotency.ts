@@ -12,17 +12,29 @@ export async function tryLockKey(tx: Queryable, key: string): Promise<boolean> {
   return res.rows[0]?.locked === true;
 }
 
-export async function findKey(tx: Queryable, key: string): Promise<{ requestHash: string; result: unknown } | null> {
+/** A ledger command's record, per customer: one customer's key never replays another's result. */
+export async function findKey(
+  tx: Queryable,
+  customerId: string,
+  key: string,
+): Promise<{ requestHash: string; result: unknown } | null> {
   const res = await tx.query<{ request_hash: string; result: unknown }>(
-    `SELECT request_hash, result FROM idempotency_keys WHERE key = $1`,
-    [key],
+    `SELECT request_hash, result FROM idempotency_keys WHERE customer_id = $1 AND key = $2`,
+    [customerId, key],
   );
   const r = res.rows[0];
   return r ? { requestHash: r.request_hash, result: r.result } : null;
 }
 
-export async function saveKey(tx: Queryable, key: string, requestHash: string, result: unknown): Promise<void> {
-  await tx.query(`INSERT INTO idempotency_keys (key, request_hash, result) VALUES ($1, $2, $3)`, [
+export async function saveKey(
+  tx: Queryable,
+  customerId: string,
+  key: string,
+  requestHash: string,
+  result: unknown,
+): Promise<void> {
+  await tx.query(`INSERT INTO idempotency_keys (customer_id, key, request_hash, result) VALUES ($1, $2, $3, $4)`, [
+    customerId,
     key,
     requestHash,
     JSON.stringify(result),

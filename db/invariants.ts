@@ -47,7 +47,8 @@ const CHECKS: Record<string, string> = {
      WHERE -w.arrears <> COALESCE(e.s, 0)`,
   'inv4: one transaction per idempotency key, each with its record': `
     SELECT t.idempotency_key AS subject, 'no idempotency record' AS detail
-      FROM ledger_transactions t LEFT JOIN idempotency_keys k ON k.key = t.idempotency_key
+      FROM ledger_transactions t
+      LEFT JOIN idempotency_keys k ON k.customer_id = t.customer_id AND k.key = t.idempotency_key
      WHERE k.key IS NULL AND t.type <> 'usage'`,
   'inv4: each usage transaction debits exactly its events, each event once': `
     SELECT t.id::text AS subject, format('consumed %s, events %s', COALESCE(c.s, 0), COALESCE(ev.s, 0)) AS detail

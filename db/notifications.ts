@@ -67,7 +67,7 @@ export async function listNotifications(
   f: { customerId?: string; type?: string; beforeId?: bigint; limit: number },
 ): Promise<OutboxRow[]> {
   const res = await q.query<RawOutbox>(
-    `SELECT id::text, type, customer_id, payload, created_at FROM outbox_events
+    `SELECT id::text, type, customer_id, payload, created_at FROM notification_events
       WHERE ($1::text IS NULL OR customer_id = $1)
         AND ($2::text IS NULL OR type = $2)
         AND ($3::bigint IS NULL OR id < $3)

@@ -134,7 +134,7 @@ export async function fanOut(q: Queryable, endpointId: string): Promise<number> 
                   WHERE id = $1 AND deleted_at IS NULL AND cursor < h.x),
           ins AS (
             INSERT INTO webhook_deliveries (endpoint_id, event_id, status)
-            SELECT ep.id, o.id, 'pending' FROM ep, h, outbox_events o
+            SELECT ep.id, o.id, 'pending' FROM ep, h, notification_events o
              WHERE o.xid >= ep.cursor::text::xid8 AND o.xid < h.x::text::xid8
                AND (cardinality(ep.types) = 0 OR o.type = ANY (ep.types))
             ON CONFLICT DO NOTHING RETURNING 1),
@@ -170,7 +170,7 @@ export async function claimDue(q: Queryable, endpointId: string, limit: number, 
        FROM (SELECT endpoint_id, event_id FROM webhook_deliveries
               WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at <= clock_timestamp()
               ORDER BY next_attempt_at, event_id LIMIT $2 FOR UPDATE SKIP LOCKED) c,
-            outbox_events o
+            notification_events o
       WHERE d.endpoint_id = c.endpoint_id AND d.event_id = c.event_id AND o.id = d.event_id
       RETURNING d.event_id::text, d.attempts, o.type, o.customer_id, o.created_at AS event_created_at, o.payload`,
     [endpointId, limit, leaseMs],

@@ -31,7 +31,7 @@ async function setAudit(tx: Tx, a: Audit): Promise<void> {
  * System accounts are never rows: their balances are sums of entries, so no hot row.
  */
 export interface Command {
-  /** Globally unique; callers scope it (e.g. `grant:<customer>:<Idempotency-Key>`, `<workflowId>:<step>`). */
+  /** Unique per customer (records are keyed (customer, key)); callers scope it (e.g. `api:grant:<customer>:<Idempotency-Key>`, `<workflowId>:<step>`). */
   key: string;
   /** Hash of the request, to tell an exact replay from a different request under the same key. */
   requestHash: string;
@@ -93,7 +93,7 @@ export class Ledger {
     return withTransaction(this.pool, async (tx) => {
       if (!(await tryLockKey(tx, cmd.key))) throw idempotencyInFlight(cmd.key);
       if (audit) await setAudit(tx, audit);
-      const prior = await findKey(tx, cmd.key);
+      const prior = await findKey(tx, cmd.customerId, cmd.key);
       if (prior) {
         if (prior.requestHash !== cmd.requestHash) throw idempotencyConflict(cmd.key);
         return { result: prior.result as R, replayed: true };
@@ -101,7 +101,7 @@ export class Ledger {
       const wallet = await lockWallet(tx, cmd.customerId);
       if (!wallet) throw customerNotFound(cmd.customerId);
       const result = await apply({ tx, wallet, now: this.clock(), key: cmd.key });
-      await saveKey(tx, cmd.key, cmd.requestHash, result);
+      await saveKey(tx, cmd.customerId, cmd.key, cmd.requestHash, result);
       return { result, replayed: false };
     });
   }

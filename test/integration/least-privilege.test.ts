@@ -31,6 +31,9 @@ const PROTECTED: Record<string, string> = {
   ledger_entries: 'account',
   usage_events: 'meter',
   rate_cards: 'rules',
+  idempotency_keys: 'result',
+  outbox_events: 'type',
+  operator_events: 'type',
 };
 
 beforeAll(async () => {

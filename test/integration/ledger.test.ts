@@ -88,6 +88,26 @@ describe('ledger core on real Postgres', () => {
     expect(await counts()).toEqual(before);
   });
 
+  it("one customer's key never replays (or conflicts with) another customer's command", async () => {
+    const [a, b] = [await newCustomer(), await newCustomer()];
+    // The same raw key and body for two customers: two commands, each recorded with its customer.
+    const same = { customerId: a, key: 'shared:key', requestHash: requestHash('body') };
+    const ga = await ledger.grant(same, { amount: credits('7'), kind: 'promotional' });
+    const gb = await ledger.grant({ ...same, customerId: b }, { amount: credits('7'), kind: 'promotional' });
+    expect([ga.replayed, gb.replayed]).toEqual([false, false]);
+    expect(gb.result.lot.id).not.toBe(ga.result.lot.id);
+    expect([(await wallet(a)).available, (await wallet(b)).available]).toEqual([credits('7'), credits('7')]);
+    const recs = await pool.query(`SELECT customer_id FROM idempotency_keys WHERE key = 'shared:key' ORDER BY 1`);
+    expect(recs.rows.map((r) => r.customer_id)).toEqual([a, b].sort());
+    // And another body under b's key is b's conflict, not a replay of a's grant.
+    await expect(
+      ledger.grant(
+        { ...same, customerId: b, requestHash: requestHash('other') },
+        { amount: credits('1'), kind: 'promotional' },
+      ),
+    ).rejects.toMatchObject({ code: 'IdempotencyConflict' });
+    await expectNoViolations();
+  });
   it('the same key in flight twice at once moves credits once', async () => {
     const c = await newCustomer();
     await ledger.grant(cmd(c, 'seed'), { amount: credits('100'), kind: 'purchased' });

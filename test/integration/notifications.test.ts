@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { credits } from '../../domain/amount';
 import { NOTIFICATION_TYPES } from '../../db/notifications';
+import { enqueue } from '../../db/outbox';
 import type { Pool } from '../../db/pool';
 import { HoldLedger } from '../../ledger/holds';
 import { Ledger } from '../../ledger/ledger';
@@ -141,4 +142,29 @@ it('bad input is a 400 problem', async () => {
     const r = await list(qs);
     expect([qs, r.status, r.headers.get('content-type')]).toEqual([qs, 400, 'application/problem+json; charset=utf-8']);
   }
+});
+
+it('an event about no customer (reconciliation) lists for admin among the others by id, never under a customer filter', async () => {
+  const runId = randomUUID();
+  await enqueue(pool, [
+    { dedupeKey: `t:${runId}`, type: 'reconciliation.discrepancy', customerId: null, payload: { runId } },
+    { dedupeKey: `t:${runId}:a`, type: 'balance.low', customerId: a, payload: { runId } },
+  ]);
+  const all = await list('');
+  const listed = all.body.notifications as { id: string; type: string; data: unknown }[];
+  expect(
+    listed
+      .slice(0, 2)
+      .map((n) => n.type)
+      .sort(),
+  ).toEqual(['balance.low', 'reconciliation.discrepancy']);
+  const nums = listed.map((n) => BigInt(n.id.slice(4)));
+  expect(nums.every((v, i) => i === 0 || v < nums[i - 1]!)).toBe(true); // one id sequence, newest first
+  const operator = listed.find((n) => n.type === 'reconciliation.discrepancy')!;
+  expect(operator).not.toHaveProperty('customerId');
+  expect(operator.data).toEqual({ runId });
+  const mine = await list(`?customerId=${a}`);
+  expect(mine.body.notifications.map((n: { type: string }) => n.type)).not.toContain('reconciliation.discrepancy');
+  const support = await list('', keys.support);
+  expect(support.status).toBe(403); // support must name one customer: operator events are admin's
 });

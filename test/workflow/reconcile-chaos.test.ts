@@ -82,7 +82,7 @@ async function killAndFinish(crash: string) {
       report: { checked_wallets: n, summary: { discrepancyCount: 2 } },
     });
     const notified = await pool.query(
-      `SELECT payload FROM outbox_events WHERE type = 'reconciliation.discrepancy' AND payload->>'runId' = $1`,
+      `SELECT payload FROM operator_events WHERE type = 'reconciliation.discrepancy' AND payload->>'runId' = $1`,
       [runId],
     );
     expect({ crash, notified: notified.rows }).toMatchObject({

@@ -96,7 +96,7 @@ const notifications = async (runId: string) =>
   Number(
     (
       await pool.query<{ n: string }>(
-        `SELECT count(*) AS n FROM outbox_events WHERE type = 'reconciliation.discrepancy' AND payload->>'runId' = $1`,
+        `SELECT count(*) AS n FROM operator_events WHERE type = 'reconciliation.discrepancy' AND payload->>'runId' = $1`,
         [runId],
       )
     ).rows[0]!.n,
@@ -182,9 +182,10 @@ describe('reconciliation (real Temporal, Postgres, sandbox)', () => {
         `INSERT INTO ledger_transactions (id, customer_id, type, idempotency_key) VALUES ($1, $2, 'adjustment', $3)`,
         [tx, unbalanced, `damage:${tx}`],
       );
-      await q.query(`INSERT INTO idempotency_keys (key, request_hash, result) VALUES ($1, 'x', '{}')`, [
-        `damage:${tx}`,
-      ]);
+      await q.query(
+        `INSERT INTO idempotency_keys (customer_id, key, request_hash, result) VALUES ($1, $2, 'x', '{}')`,
+        [unbalanced, `damage:${tx}`],
+      );
       await q.query(
         `INSERT INTO ledger_entries (transaction_id, customer_id, account, amount) VALUES ($1, $2, 'consumed', 5)`,
         [tx, unbalanced],
@@ -228,7 +229,7 @@ describe('reconciliation (real Temporal, Postgres, sandbox)', () => {
     for (const c of [cache, unbalanced, negative, orphan, lost, expired, stranded])
       expect(of(last, c).length).toBeGreaterThan(0);
     const n = await pool.query<{ payload: { customers: string[]; count: number } }>(
-      `SELECT payload FROM outbox_events WHERE type = 'reconciliation.discrepancy' AND payload->>'runId' = $1`,
+      `SELECT payload FROM operator_events WHERE type = 'reconciliation.discrepancy' AND payload->>'runId' = $1`,
       [last.id],
     );
     expect(n.rows[0]!.payload.count).toBe(last.discrepancies.length);

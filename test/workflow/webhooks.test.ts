@@ -51,10 +51,14 @@ async function endpoint(url: string, types?: string[]): Promise<{ id: string; se
 }
 
 /** An outbox row, as the code paths that cause notifications write them; returns its id. */
-async function emit(type: string, payload: Record<string, unknown> = { n: randomUUID() }): Promise<string> {
+async function emit(
+  type: string,
+  payload: Record<string, unknown> = { n: randomUUID() },
+  customerId: string | null = CUSTOMER,
+): Promise<string> {
   const key = `test:${randomUUID()}`;
-  await enqueue(pool, [{ dedupeKey: key, type, customerId: CUSTOMER, payload }]);
-  const r = await pool.query<{ id: string }>(`SELECT id::text FROM outbox_events WHERE dedupe_key = $1`, [key]);
+  await enqueue(pool, [{ dedupeKey: key, type, customerId, payload }]);
+  const r = await pool.query<{ id: string }>(`SELECT id::text FROM notification_events WHERE dedupe_key = $1`, [key]);
   return r.rows[0]!.id;
 }
 
@@ -340,7 +344,7 @@ describe('webhook delivery', () => {
       description: null,
       secret: newSecret(),
     });
-    const event = await emit('reconciliation.discrepancy');
+    const event = await emit('reconciliation.discrepancy', { runId: 'r' }, null); // an operator event: no customer
     await sleep(1500);
     expect(rx.received).toHaveLength(0);
     const kept = await t.client.workflow.execute(webhookKeeper, {
@@ -350,6 +354,11 @@ describe('webhook delivery', () => {
     expect(kept.started).toBe(1);
     await waitFor('delivered after the keeper', () => rx.received.length >= 1);
     expect(rx.received.map((r) => r.headers['webhook-id'])).toEqual([`evt_${event}`]);
+    expect(JSON.parse(rx.received[0]!.body)).toMatchObject({
+      type: 'reconciliation.discrepancy',
+      data: { runId: 'r' },
+    });
+    expect(JSON.parse(rx.received[0]!.body)).not.toHaveProperty('customerId');
     expect((await t.client.workflow.getHandle(webhookWorkflowId(ep.id)).describe()).status.name).toBe('RUNNING');
   });
 });

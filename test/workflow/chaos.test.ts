@@ -246,7 +246,9 @@ async function holdCase(s: (typeof STEPS)[number], when: 'before' | 'after'): Pr
   let req = place;
   let originalDeadline = '';
   if (s.op !== 'place') {
-    const placed = await send(api, place);
+    // Setup, not the step under test: on a loaded machine the new worker may not poll yet (503), and a
+    // client retries the same key.
+    const placed = await untilFinal(api, place);
     expect(placed.status).toBe(201);
     originalDeadline = placed.body.expiresAt;
     req = { path: `/v1/holds/${placed.body.holdId}/${s.op}`, json: BODY[s.op](c), key: randomUUID() };

@@ -15,6 +15,7 @@ TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
 TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"
 PG_PORT="${CREDITFLOW_PG_PORT:-5433}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 INGEST_KAFKA="${INGEST_KAFKA:-}"
 
 # What is running, for cleanup. Each runs in its own session (setsid): a terminal's Ctrl-C, sent to
@@ -122,7 +123,7 @@ children=(worker=dist/worker/main.js api=dist/api/main.js)
 if [ -n "$INGEST_KAFKA" ] && [ "$INGEST_KAFKA" != 0 ]; then
   if [ -z "${KAFKA_BROKERS:-}" ]; then
     kafka_started=1
-    run_step bash "$ROOT/scripts/kafka.sh" start "$DATA_DIR/kafka" "$KAFKA_PORT"
+    run_step bash "$ROOT/scripts/kafka.sh" start "$DATA_DIR/kafka" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
     export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
   fi
   children+=(consumer=dist/ingest/consumer.js)

@@ -15,7 +15,7 @@ import { eventually } from '../support/eventually';
  */
 const DEV_KEY = 'cf_dev_admin_key_for_local_use_only';
 let output = '';
-const tail = () => output.split('\n').slice(-25).join('\n');
+const tail = () => output.split('\n').slice(-60).join('\n');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until<T>(
@@ -102,6 +102,8 @@ describe('npm start', () => {
       ui: await freePort(),
       pg: await freePort(),
       kafka: await freePort(),
+      // its own free port: KAFKA_PORT + 1 (the default) may be another test's at that moment
+      kafkaController: await freePort(),
       consumer: await freePort(),
     };
   });
@@ -126,6 +128,7 @@ describe('npm start', () => {
         CREDITFLOW_MODE: '',
         INGEST_KAFKA: '',
         KAFKA_PORT: String(ports.kafka),
+        KAFKA_CONTROLLER_PORT: String(ports.kafkaController),
         KAFKA_BROKERS: '',
         CONSUMER_METRICS_PORT: String(ports.consumer),
         ...extra,

@@ -264,7 +264,9 @@ describe('webhook delivery', () => {
       (r) => r.at - created.rows.find((c) => `evt_${c.id}` === r.headers['webhook-id'])!.at.getTime(),
     );
     console.log(`webhooks: next to a hanging endpoint, delivery latency max ${Math.max(...latency)} ms`);
-    expect(Math.max(...latency)).toBeLessThan(1000);
+    // Sharing the hanging endpoint's loop would delay these by its 10 s attempt timeout; half of that
+    // separates the two on a loaded machine (1.3 s seen in a full CI run; ~40 ms alone). Speed is bench:webhooks'.
+    expect(Math.max(...latency)).toBeLessThan(5000);
     expect(hang.received).toHaveLength(4); // the concurrency cap: no flood
     // After the 10 s timeout the four attempts are logged as failed, and retried later.
     await waitFor('timeouts', async () => (await attempts(slow.id)).length >= 4, 20_000);

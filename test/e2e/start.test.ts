@@ -91,7 +91,7 @@ function childPids(name: string): number[] {
 
 describe('npm start', () => {
   let dataDir: string;
-  let ports: { api: number; temporal: number; ui: number; pg: number; kafka: number; consumer: number };
+  let ports: Record<'api' | 'temporal' | 'ui' | 'pg' | 'kafka' | 'kafkaController' | 'consumer', number>;
 
   beforeAll(async () => {
     dataDir = mkdtempSync(path.join(TEST_DATA, 'start-'));

@@ -1,41 +1,27 @@
 import { randomUUID } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import { runCli, type Io } from '../../cli/commands';
 import { reconciliationStarter } from '../../api/routes/reconciliation';
 import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
-import { temporalHarness } from '../support/temporal';
+import { startStack, type Harness, type Stack } from '../support/stack';
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: Stack;
 let pool: Pool;
 let api: TestApi;
-let t: Awaited<ReturnType<typeof temporalHarness>>;
-let worker: Worker;
-let running: Promise<void>;
+let t: Harness;
 let admin: string;
 /** What the CLI's main wires: reconciliation started the API's way, workflows awaited. */
 let temporalIo: Pick<Io, 'startReconciliation' | 'waitFor'>;
 
 beforeAll(async () => {
-  db = await freshDatabase();
-  pool = db.pool;
-  t = await temporalHarness(pool);
-  worker = await t.startWorker();
-  running = worker.run();
+  stack = await startStack((h) => ({ reconciliation: reconciliationStarter(h.client, h.taskQueue) }));
+  ({ pool, t, api } = stack);
   const start = reconciliationStarter(t.client, t.taskQueue);
-  api = await startApi(pool, { reconciliation: start });
   admin = await makeKey(pool, 'admin');
   temporalIo = { startReconciliation: start, waitFor: (id) => t.client.workflow.getHandle(id).result() };
 });
-afterAll(async () => {
-  await api.close();
-  worker.shutdown();
-  await running;
-  await t.close();
-  await db.drop();
-});
+afterAll(() => stack?.close());
 
 /** Who and why, required on every write. */
 const WHO = ['--operator', 'ops-1', '--reason', 'test'];

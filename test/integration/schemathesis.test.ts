@@ -2,13 +2,11 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { Worker } from '@temporalio/worker';
 import { purchaseIdFor } from '../../api/routes/payments';
 import type { Pool } from '../../db/pool';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
+import { call, makeKey, type TestApi } from '../support/api';
 import { ROOT, TEST_DATA } from '../support/paths';
-import { temporalHarness } from '../support/temporal';
+import { startStack, type Harness, type Stack } from '../support/stack';
 
 /**
  * The OpenAPI contract, checked by Schemathesis against the running app: every documented
@@ -22,26 +20,20 @@ const MAX_EXAMPLES = process.env.SCHEMATHESIS_MAX_EXAMPLES ?? '25';
 const SEED = process.env.SCHEMATHESIS_SEED ?? '20260101';
 const KILL_AFTER_MS = 90_000;
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: Stack;
 let pool: Pool;
-let t: Awaited<ReturnType<typeof temporalHarness>>;
-let worker: Worker;
-let running: Promise<void>;
+let t: Harness;
 let api: TestApi;
 let admin: string;
 
 beforeAll(async () => {
-  db = await freshDatabase();
-  pool = db.pool;
-  t = await temporalHarness(pool);
-  worker = await t.startWorker();
-  running = worker.run();
   // Purchases run their real workflow (sandbox gateway) on the same worker as holds.
-  api = await startApi(pool, {
-    holds: () => Promise.resolve(t.holds),
-    payments: () => Promise.resolve(t.payments),
-    gateway: t.gateway,
-  });
+  stack = await startStack((h) => ({
+    holds: () => Promise.resolve(h.holds),
+    payments: () => Promise.resolve(h.payments),
+    gateway: h.gateway,
+  }));
+  ({ pool, t, api } = stack);
   admin = await makeKey(pool, 'admin');
   // Data behind the document's examples, so example-driven requests reach real rows, not only 404s.
   const post = (p: string, json: unknown, idem: string = randomUUID()) =>
@@ -71,13 +63,7 @@ beforeAll(async () => {
   expect((await put('/v1/customers/cust_42/auto-topup', rule)).status).toBe(200);
 }, 60_000);
 
-afterAll(async () => {
-  await api?.close();
-  worker?.shutdown();
-  await running;
-  await t?.close();
-  await db?.drop();
-});
+afterAll(() => stack?.close());
 
 function run(bin: string, args: string[]): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {

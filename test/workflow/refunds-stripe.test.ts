@@ -1,17 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
 import Stripe from 'stripe';
-import { PaymentsClient } from '../../client/payments';
 import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
 import { refundWorkflowId } from '../../ledger/refunds';
-import { StripeGateway } from '../../payments/stripe';
-import { createWorker } from '../../worker/worker';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
-import { startLocalstripe, type Localstripe } from '../support/localstripe';
+import { call, makeKey, type TestApi } from '../support/api';
+import type { FaultProxy } from '../support/fault-proxy';
+import { startStripeStack, type StripeStack } from '../support/stripe-stack';
 import { lotFlows, lotState, mc, refundOutbox, refundTransactions } from '../support/refunds';
 
 /**
@@ -19,81 +14,26 @@ import { lotFlows, lotState, mc, refundOutbox, refundTransactions } from '../sup
  * fault proxy → localstripe. What the emulator holds (its refunds of the PaymentIntent) is the
  * truth about money; the proxy's log shows the keys the adapter sent.
  */
-const SECRET = 'sk_test_creditflow';
 const REFUNDS = '/v1/refunds';
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: StripeStack;
 let pool: Pool;
-let ls: Localstripe;
 let proxy: FaultProxy;
 let emulator: Stripe;
-let native: NativeConnection;
-let connection: Connection;
 let client: Client;
-let worker: Worker;
-let running: Promise<void>;
 let api: TestApi;
 let admin: string;
 let support: string;
 
 beforeAll(async () => {
-  try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') }); // quiet: once per process
-  } catch {
-    /* already installed in this Jest worker */
-  }
-  db = await freshDatabase();
-  pool = db.pool;
-  ls = await startLocalstripe();
-  proxy = await startFaultProxy(ls.url);
-  const { hostname, port } = new URL(ls.url);
-  emulator = new Stripe(SECRET, { host: hostname, port, protocol: 'http', maxNetworkRetries: 0 });
-  const gateway = new StripeGateway({ secretKey: SECRET, apiBase: proxy.url, timeoutMs: 3000 });
-  const address = process.env.TEST_TEMPORAL_ADDRESS!;
-  native = await NativeConnection.connect({ address });
-  connection = await Connection.connect({ address });
-  client = new Client({ connection });
-  const taskQueue = `stripe-refund-${randomUUID()}`;
-  worker = await createWorker({
-    connection: native,
-    namespace: 'default',
-    taskQueue,
-    pool,
-    workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
-    temporal: () => Promise.resolve(client),
-    gateway,
-  });
-  running = worker.run();
-  api = await startApi(pool, { gateway, payments: () => Promise.resolve(new PaymentsClient(client, taskQueue)) });
-  admin = await makeKey(pool, 'admin');
+  stack = await startStripeStack('stripe-refund');
+  ({ pool, proxy, emulator, client, api, admin } = stack);
   support = await makeKey(pool, 'support');
 }, 60_000);
-
-afterAll(async () => {
-  await api?.close();
-  worker?.shutdown();
-  await running;
-  await connection?.close();
-  await native?.close();
-  await proxy?.close();
-  await ls?.stop();
-  await db?.drop();
-});
+afterAll(() => stack?.close());
 
 /** A customer who bought `credits` for `amountMinor` with a card on the emulator. */
 async function bought(credits: string, amountMinor: number) {
-  const id = `sr-${randomUUID().slice(0, 8)}`;
-  expect((await call(api.url, 'POST', '/v1/customers', { key: admin, json: { id } })).status).toBe(201);
-  const customer = await emulator.customers.create({ email: `${id}@example.test` });
-  const pm = await emulator.paymentMethods.create({
-    type: 'card',
-    card: { number: '4242424242424242', exp_month: 12, exp_year: 2030, cvc: '123' },
-  });
-  await emulator.paymentMethods.attach(pm.id, { customer: customer.id });
-  const put = await call(api.url, 'PUT', `/v1/customers/${id}/payment-method`, {
-    key: admin,
-    json: { paymentMethod: pm.id, gatewayCustomerId: customer.id },
-  });
-  expect(put.status).toBe(200);
+  const { id } = await stack.customerWithCard('sr');
   const p = await call(api.url, 'POST', `/v1/customers/${id}/purchases`, {
     key: admin,
     json: { credits, price: { amountMinor, currency: 'USD' } },

@@ -1,89 +1,30 @@
 import { randomUUID } from 'node:crypto';
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, type Worker } from '@temporalio/worker';
 import Stripe from 'stripe';
-import { PaymentsClient } from '../../client/payments';
 import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
-import { StripeGateway } from '../../payments/stripe';
-import { createWorker } from '../../worker/worker';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
-import { startLocalstripe, type Localstripe } from '../support/localstripe';
+import { call, type TestApi } from '../support/api';
+import type { FaultProxy } from '../support/fault-proxy';
+import { startStripeStack, type StripeStack } from '../support/stripe-stack';
 
 /**
  * The whole purchase path on the Stripe adapter: API → purchase workflow → StripeGateway (the
  * official client) → our fault proxy → localstripe, and the lot on the real ledger.
  */
-const SECRET = 'sk_test_creditflow';
 const PI_PATH = '/v1/payment_intents';
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: StripeStack;
 let pool: Pool;
-let ls: Localstripe;
 let proxy: FaultProxy;
 let emulator: Stripe;
-let native: NativeConnection;
-let connection: Connection;
-let worker: Worker;
-let running: Promise<void>;
 let api: TestApi;
 let admin: string;
 
 beforeAll(async () => {
-  db = await freshDatabase();
-  pool = db.pool;
-  ls = await startLocalstripe();
-  proxy = await startFaultProxy(ls.url);
-  const { hostname, port } = new URL(ls.url);
-  emulator = new Stripe(SECRET, { host: hostname, port, protocol: 'http', maxNetworkRetries: 0 });
-  const gateway = new StripeGateway({ secretKey: SECRET, apiBase: proxy.url, timeoutMs: 3000 });
-  const address = process.env.TEST_TEMPORAL_ADDRESS!;
-  native = await NativeConnection.connect({ address });
-  connection = await Connection.connect({ address });
-  const client = new Client({ connection });
-  const taskQueue = `stripe-${randomUUID()}`;
-  worker = await createWorker({
-    connection: native,
-    namespace: 'default',
-    taskQueue,
-    pool,
-    workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
-    temporal: () => Promise.resolve(client),
-    gateway,
-  });
-  running = worker.run();
-  api = await startApi(pool, { gateway, payments: () => Promise.resolve(new PaymentsClient(client, taskQueue)) });
-  admin = await makeKey(pool, 'admin');
+  stack = await startStripeStack('stripe');
+  ({ pool, proxy, emulator, api, admin } = stack);
 }, 60_000);
+afterAll(() => stack?.close());
 
-afterAll(async () => {
-  await api?.close();
-  worker?.shutdown();
-  await running;
-  await connection?.close();
-  await native?.close();
-  await proxy?.close();
-  await ls?.stop();
-  await db?.drop();
-});
-
-async function customerWithCard(number: string) {
-  const id = `sp-${randomUUID().slice(0, 8)}`;
-  expect((await call(api.url, 'POST', '/v1/customers', { key: admin, json: { id } })).status).toBe(201);
-  const customer = await emulator.customers.create({ email: `${id}@example.test` });
-  const pm = await emulator.paymentMethods.create({
-    type: 'card',
-    card: { number, exp_month: 12, exp_year: 2030, cvc: '123' },
-  });
-  await emulator.paymentMethods.attach(pm.id, { customer: customer.id });
-  const put = await call(api.url, 'PUT', `/v1/customers/${id}/payment-method`, {
-    key: admin,
-    json: { paymentMethod: pm.id, gatewayCustomerId: customer.id },
-  });
-  expect(put.status).toBe(200);
-  return { id, customer: customer.id };
-}
+const customerWithCard = (number: string) => stack.customerWithCard('sp', number);
 const intentsOf = async (customer: string) => {
   const out: Stripe.PaymentIntent[] = [];
   for await (const pi of emulator.paymentIntents.list({ limit: 100 })) if (pi.customer === customer) out.push(pi);

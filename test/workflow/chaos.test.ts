@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
 import { HoldsClient } from '../../client/holds';
 import { notifyLifecycle } from '../../client/lifecycle';
 import { assertWorkerPolling } from '../../client/workers';
@@ -21,10 +20,9 @@ import { startTemporalDevServer } from '../../lib/temporal-dev-server';
 import { creditLifecycle, deadlinesQuery, lifecycleWorkflowId } from '../../workflows/lifecycle';
 import { reservation, statusQuery } from '../../workflows/reservation';
 import { call, makeKey, startApi, type Call, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
+import { chaosSuite, sleep, within } from '../support/chaos';
 import { ROOT, TEST_DATA } from '../support/paths';
 import { freePort } from '../support/ports';
-import { killAllWorkers, spawnWorker, startInProcessWorker } from '../support/workers';
 
 /**
  * Chaos suite (issue 9): the real worker process (dist/worker/main.js) SIGKILLs itself at every
@@ -35,74 +33,24 @@ import { killAllWorkers, spawnWorker, startInProcessWorker } from '../support/wo
  *
  * Bounded time: every case has its own task queue and all cases run at once (they mostly wait: on
  * the workflow-task timeout, the lifecycle activity's timeout, the poller list going stale), with
- * at most STARTUPS worker processes bundling their workflows at a time. Recovery workers run
+ * at most `startups` worker processes bundling their workflows at a time. Recovery workers run
  * in-process on the run's pre-built bundle.
  */
 const CLIENT_BOUND_MS = 4000; // the API's HoldsClient timeout in this file (production: 10 s)
 const SLACK_MS = 4000; // a loaded 2-core machine
-const STARTUPS = 3;
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
 let pool: Pool;
-let address: string;
-let native: NativeConnection;
-let connection: Connection;
 let client: Client;
 let service: string;
-const apis: TestApi[] = [];
-const stops: (() => Promise<void>)[] = [];
 
-/** Scenarios start together in beforeAll; each test awaits its own (jest would run 5 at a time). */
-const scenarios: { name: string; run: () => Promise<void> }[] = [];
-const running = new Map<string, Promise<void>>();
-/** CHAOS_ONLY=<substring> runs only the matching scenarios (jest's -t would still start them all). */
-const only = process.env.CHAOS_ONLY;
-function scenario(name: string, run: () => Promise<void>, timeoutMs: number): void {
-  if (only && !name.includes(only)) return it.skip(name, () => undefined);
-  scenarios.push({ name, run });
-  it(name, () => running.get(name)!, timeoutMs);
-}
-
-beforeAll(async () => {
-  try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') });
-  } catch {
-    /* already installed in this Jest worker */
-  }
-  db = await freshDatabase();
-  pool = db.pool;
-  address = process.env.TEST_TEMPORAL_ADDRESS!;
-  native = await NativeConnection.connect({ address });
-  connection = await Connection.connect({ address });
-  client = new Client({ connection });
-  service = await makeKey(pool, 'service');
-  for (const sc of scenarios) {
-    const p = sc.run();
-    p.catch(() => undefined); // reported by its test
-    running.set(sc.name, p);
-  }
-});
-afterAll(async () => {
-  await within(Promise.allSettled(running.values()), 60_000);
-  await killAllWorkers();
-  for (const stop of stops) await stop().catch(() => undefined);
-  for (const a of apis) await a.close();
-  await connection.close();
-  await native.close();
-  await db.drop();
+const { scenario, track, limited, recoveryWorker, workerProcess } = chaosSuite({
+  startups: 3,
+  ready: async (c) => {
+    ({ pool, client } = c);
+    service = await makeKey(pool, 'service');
+  },
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** The promise's value, or null after `ms` (the timer does not outlive the wait). */
-async function within<T>(p: Promise<T>, ms: number): Promise<T | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<null>((r) => (timer = setTimeout(() => r(null), ms)));
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 const polling = (taskQueue: string) =>
   assertWorkerPolling(client, taskQueue).then(
     () => true,
@@ -112,39 +60,8 @@ const queue = (name: string) => `chaos-${name}-${randomUUID().slice(0, 8)}`;
 
 async function apiFor(taskQueue: string): Promise<TestApi> {
   const holds = new HoldsClient(client, taskQueue, { timeoutMs: CLIENT_BOUND_MS });
-  const api = await startApi(pool, { holds: () => Promise.resolve(holds) });
-  apis.push(api);
-  return api;
+  return track(await startApi(pool, { holds: () => Promise.resolve(holds) }));
 }
-
-async function recoveryWorker(taskQueue: string) {
-  const w = await startInProcessWorker({ connection: native, client, taskQueue, pool });
-  stops.push(w.stop);
-  return w;
-}
-
-/** At most STARTUPS callers at a time (worker processes bundle their workflows: CPU-bound seconds). */
-let slots = STARTUPS;
-const waiting: (() => void)[] = [];
-async function limited<T>(fn: () => Promise<T>): Promise<T> {
-  if (slots === 0) await new Promise<void>((r) => waiting.push(r));
-  else slots--;
-  try {
-    return await fn();
-  } finally {
-    const next = waiting.shift();
-    if (next) next();
-    else slots++;
-  }
-}
-
-/** A real worker process, once it polls (`crash`: where it SIGKILLs itself). */
-const workerProcess = (taskQueue: string, crash?: string) =>
-  limited(async () => {
-    const w = spawnWorker({ databaseUrl: db.url, temporalAddress: address, taskQueue, crash });
-    await w.ready;
-    return w;
-  });
 
 async function customer(grant: string): Promise<string> {
   const id = `chaos-${randomUUID().slice(0, 8)}`;
@@ -452,12 +369,12 @@ async function workerKilled(): Promise<void> {
 async function productionApi(temporal: TemporalHandle): Promise<TestApi> {
   let holds: HoldsClient | undefined;
   const taskQueue = queue('prod');
-  const api = await startApi(pool, {
-    temporalReady: () => temporal.ready(),
-    holds: async () => (holds ??= new HoldsClient(await temporal.client(), taskQueue)),
-  });
-  apis.push(api);
-  return api;
+  return track(
+    await startApi(pool, {
+      temporalReady: () => temporal.ready(),
+      holds: async () => (holds ??= new HoldsClient(await temporal.client(), taskQueue)),
+    }),
+  );
 }
 
 /** Temporal killed (a second dev server, stopped) or never reached: 503 within 5 s, /readyz not ready. */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
 import { PaymentsClient } from '../../client/payments';
 import { TopUpTrigger } from '../../client/topups';
 import { findViolations } from '../../db/invariants';
@@ -9,9 +9,8 @@ import { purchaseWorkflowId, topUpWorkflowId } from '../../ledger/payments';
 import { SandboxGateway } from '../../payments/sandbox';
 import { autoTopUp, topUpStatusQuery, type TopUpStatus } from '../../workflows/topup';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
+import { chaosSuite, sleep } from '../support/chaos';
 import { moneyInProblems, outboxOf, paymentRows, purchasedLots, sandboxCharges } from '../support/payments';
-import { killAllWorkers, spawnWorker, startInProcessWorker, type WorkerProcess } from '../support/workers';
 
 /**
  * Payments chaos (issue 10): the real worker process SIGKILLs itself at a step boundary of the
@@ -21,29 +20,14 @@ import { killAllWorkers, spawnWorker, startInProcessWorker, type WorkerProcess }
  * notification per outcome.
  *
  * Bounded time: each case has its own task queue and all cases run at once (mostly waiting on the
- * killed activity's start-to-close timeout, 15–20 s), at most STARTUPS worker processes bundling
+ * killed activity's start-to-close timeout, 15–20 s), at most `startups` worker processes bundling
  * their workflows at a time. Recovery workers run in-process on the run's pre-built bundle.
  */
-const STARTUPS = 3;
-
-let db: Awaited<ReturnType<typeof freshDatabase>>;
 let pool: Pool;
-let address: string;
-let native: NativeConnection;
-let connection: Connection;
 let client: Client;
 let admin: string;
 let service: string;
-const apis: TestApi[] = [];
-const stops: (() => Promise<void>)[] = [];
 
-/** Scenarios start together in beforeAll; each test awaits its own. */
-const scenarios: { name: string; run: () => Promise<void> }[] = [];
-const running = new Map<string, Promise<void>>();
-function scenario(name: string, run: () => Promise<void>, timeoutMs: number): void {
-  scenarios.push({ name, run });
-  it(name, () => running.get(name)!, timeoutMs);
-}
 /** Workflow ids the kill cases produced, for the replay test. */
 const produced = new Map<string, Promise<string>>();
 function produce(name: string): { resolve: (id: string) => void; reject: (e: unknown) => void } {
@@ -54,46 +38,15 @@ function produce(name: string): { resolve: (id: string) => void; reject: (e: unk
   return out;
 }
 
-beforeAll(async () => {
-  try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') });
-  } catch {
-    /* already installed in this Jest worker */
-  }
-  db = await freshDatabase();
-  pool = db.pool;
-  address = process.env.TEST_TEMPORAL_ADDRESS!;
-  native = await NativeConnection.connect({ address });
-  connection = await Connection.connect({ address });
-  client = new Client({ connection });
-  admin = await makeKey(pool, 'admin');
-  service = await makeKey(pool, 'service');
-  for (const sc of scenarios) {
-    const p = sc.run();
-    p.catch(() => undefined); // reported by its test
-    running.set(sc.name, p);
-  }
-});
-afterAll(async () => {
-  await within(Promise.allSettled(running.values()), 60_000);
-  await killAllWorkers();
-  for (const stop of stops) await stop().catch(() => undefined);
-  for (const a of apis) await a.close();
-  await connection.close();
-  await native.close();
-  await db.drop();
+const { scenario, track, recoveryWorker, workerProcess, expectKilled } = chaosSuite({
+  startups: 3,
+  ready: async (c) => {
+    ({ pool, client } = c);
+    admin = await makeKey(pool, 'admin');
+    service = await makeKey(pool, 'service');
+  },
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function within<T>(p: Promise<T>, ms: number): Promise<T | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<null>((r) => (timer = setTimeout(() => r(null), ms)));
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 /** Polls until `ok` (bounded); returns the last value either way, so the assertion shows it. */
 async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 120_000): Promise<T | undefined> {
   const deadline = Date.now() + ms;
@@ -117,45 +70,13 @@ const queue = (name: string) => `pay-chaos-${name.replace(':', '-')}-${randomUUI
 async function apiFor(taskQueue: string, trigger = true): Promise<TestApi> {
   const payments = new PaymentsClient(client, taskQueue);
   const topUps = new TopUpTrigger(pool, () => Promise.resolve(client), taskQueue);
-  const api = await startApi(pool, {
-    payments: () => Promise.resolve(payments),
-    gateway: new SandboxGateway(pool),
-    ...(trigger ? { topUps } : {}),
-  });
-  apis.push(api);
-  return api;
-}
-
-async function recoveryWorker(taskQueue: string) {
-  const w = await startInProcessWorker({ connection: native, client, taskQueue, pool });
-  stops.push(w.stop);
-  return w;
-}
-
-/** At most STARTUPS callers at a time (worker processes bundle their workflows: CPU-bound seconds). */
-let slots = STARTUPS;
-const waiting: (() => void)[] = [];
-async function limited<T>(fn: () => Promise<T>): Promise<T> {
-  if (slots === 0) await new Promise<void>((r) => waiting.push(r));
-  else slots--;
-  try {
-    return await fn();
-  } finally {
-    const next = waiting.shift();
-    if (next) next();
-    else slots++;
-  }
-}
-const workerProcess = (taskQueue: string, crash: string) =>
-  limited(async () => {
-    const w = spawnWorker({ databaseUrl: db.url, temporalAddress: address, taskQueue, crash });
-    await w.ready;
-    return w;
-  });
-async function expectKilled(w: WorkerProcess): Promise<void> {
-  const died = await within(w.exited, 60_000);
-  if (!died) throw new Error(`the worker did not hit its crash point: ${w.stderr()}`);
-  expect(died).toEqual({ code: null, signal: 'SIGKILL' });
+  return track(
+    await startApi(pool, {
+      payments: () => Promise.resolve(payments),
+      gateway: new SandboxGateway(pool),
+      ...(trigger ? { topUps } : {}),
+    }),
+  );
 }
 
 async function customer(api: TestApi, paymentMethod: string, grant?: string): Promise<string> {

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
 import { PaymentsClient } from '../../client/payments';
 import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
 import { refundWorkflowId } from '../../ledger/refunds';
 import { SandboxGateway } from '../../payments/sandbox';
 import { call, makeKey, startApi, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
+import { chaosSuite } from '../support/chaos';
 import {
   lotFlows,
   lotState,
@@ -17,7 +17,6 @@ import {
   refundTransactions,
   sandboxRefundsByKey,
 } from '../support/refunds';
-import { killAllWorkers, spawnWorker, startInProcessWorker, type WorkerProcess } from '../support/workers';
 
 /**
  * Refund chaos: the real worker process SIGKILLs itself at a step boundary of the refund saga
@@ -26,101 +25,37 @@ import { killAllWorkers, spawnWorker, startInProcessWorker, type WorkerProcess }
  * the refund's id (or none, and one compensation, when the card refuses refunds), one outcome.
  *
  * Bounded: each case has its own task queue and all run at once, mostly waiting out the killed
- * workflow task's timeout (10 s); at most STARTUPS worker processes bundle their workflows at once.
+ * workflow task's timeout (10 s); at most `startups` worker processes bundle their workflows at once.
  */
-const STARTUPS = 2;
-
-let db: Awaited<ReturnType<typeof freshDatabase>>;
 let pool: Pool;
-let address: string;
-let native: NativeConnection;
-let connection: Connection;
 let client: Client;
 let admin: string;
 let support: string;
 let shop: TestApi; // purchases, on their own queue and worker
-const apis: TestApi[] = [];
-const stops: (() => Promise<void>)[] = [];
-
-const scenarios: { name: string; run: () => Promise<void> }[] = [];
-const running = new Map<string, Promise<void>>();
-function scenario(name: string, run: () => Promise<void>, timeoutMs: number): void {
-  scenarios.push({ name, run });
-  it(name, () => running.get(name)!, timeoutMs);
-}
 /** Refund ids the kill cases produced, for the replay test. */
 const produced: Promise<string>[] = [];
 
-beforeAll(async () => {
-  try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') });
-  } catch {
-    /* already installed in this Jest worker */
-  }
-  db = await freshDatabase();
-  pool = db.pool;
-  address = process.env.TEST_TEMPORAL_ADDRESS!;
-  native = await NativeConnection.connect({ address });
-  connection = await Connection.connect({ address });
-  client = new Client({ connection });
-  admin = await makeKey(pool, 'admin');
-  support = await makeKey(pool, 'support');
-  const shopQueue = `refund-chaos-shop-${randomUUID().slice(0, 8)}`;
-  shop = await apiFor(shopQueue);
-  await worker(shopQueue);
-  for (const sc of scenarios) {
-    const p = sc.run();
-    p.catch(() => undefined); // reported by its test
-    running.set(sc.name, p);
-  }
-}, 60_000);
-afterAll(async () => {
-  await Promise.allSettled(running.values());
-  await killAllWorkers();
-  for (const stop of stops) await stop().catch(() => undefined);
-  for (const a of apis) await a.close();
-  await connection.close();
-  await native.close();
-  await db.drop();
+const {
+  scenario,
+  track,
+  recoveryWorker: worker,
+  workerProcess: crashingWorker,
+  expectKilled,
+} = chaosSuite({
+  startups: 2,
+  ready: async (c) => {
+    ({ pool, client } = c);
+    admin = await makeKey(pool, 'admin');
+    support = await makeKey(pool, 'support');
+    const shopQueue = `refund-chaos-shop-${randomUUID().slice(0, 8)}`;
+    shop = await apiFor(shopQueue);
+    await worker(shopQueue);
+  },
 });
 
 async function apiFor(taskQueue: string): Promise<TestApi> {
   const payments = new PaymentsClient(client, taskQueue);
-  const api = await startApi(pool, { payments: () => Promise.resolve(payments), gateway: new SandboxGateway(pool) });
-  apis.push(api);
-  return api;
-}
-async function worker(taskQueue: string) {
-  const w = await startInProcessWorker({ connection: native, client, taskQueue, pool });
-  stops.push(w.stop);
-  return w;
-}
-
-let slots = STARTUPS;
-const waiting: (() => void)[] = [];
-async function limited<T>(fn: () => Promise<T>): Promise<T> {
-  if (slots === 0) await new Promise<void>((r) => waiting.push(r));
-  else slots--;
-  try {
-    return await fn();
-  } finally {
-    const next = waiting.shift();
-    if (next) next();
-    else slots++;
-  }
-}
-const crashingWorker = (taskQueue: string, crash: string) =>
-  limited(async () => {
-    const w = spawnWorker({ databaseUrl: db.url, temporalAddress: address, taskQueue, crash });
-    await w.ready;
-    return w;
-  });
-async function expectKilled(w: WorkerProcess): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const died = await Promise.race([w.exited, new Promise<null>((r) => (timer = setTimeout(() => r(null), 30_000)))]);
-  clearTimeout(timer);
-  if (!died) throw new Error(`the worker did not hit its crash point: ${w.stderr()}`);
-  expect(died).toEqual({ code: null, signal: 'SIGKILL' });
+  return track(await startApi(pool, { payments: () => Promise.resolve(payments), gateway: new SandboxGateway(pool) }));
 }
 
 /** A customer who bought 300 credits for 1000 minor units with `paymentMethod`. */

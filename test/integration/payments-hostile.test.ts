@@ -1,23 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { findViolations } from '../../db/invariants';
-import { createPool, type Pool } from '../../db/pool';
-import { call, makeKey, snapshotTables, startApi, type Call, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
+import type { Pool } from '../../db/pool';
+import { call, snapshotTables, type Call, type TestApi } from '../support/api';
 import { burstOnFullPool } from '../support/burst';
+import { API_POOL, expectProblem, show, startHostileApi, type HostileKeys } from '../support/hostile';
 
 /**
  * Hostile input on the payment and auto top-up endpoints (sandbox gateway): every refusal is a
  * 4xx problem naming the field, nothing is written, and no purchase workflow is ever started.
  * Then a burst far above the API's pool: every request answered, the pool given back.
  */
-const API_POOL = 4;
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: Awaited<ReturnType<typeof startHostileApi>>;
 let pool: Pool;
 let apiPool: Pool;
 let api: TestApi;
 let purchaseStarts = 0;
-const keys = { admin: '', support: '', service: '', viewer: '', otherCustomer: '' };
-type KeyName = keyof typeof keys;
+let keys: HostileKeys;
+type KeyName = keyof HostileKeys;
 
 const A = '/v1/customers/cust-a';
 const B = '/v1/customers/cust-b'; // no payment method, no rule
@@ -35,22 +34,14 @@ const RULE = {
 };
 
 beforeAll(async () => {
-  db = await freshDatabase();
-  pool = db.pool;
-  // A long connect timeout: on a loaded machine a queued request must wait its turn, not give a 503.
-  apiPool = createPool(db.url, API_POOL, 30_000);
-  api = await startApi(apiPool, {
+  stack = await startHostileApi({
     // Every purchase here is refused before its workflow would start.
     payments: () => {
       purchaseStarts++;
       return Promise.reject(new Error('the payments client must not be called'));
     },
   });
-  keys.admin = await makeKey(pool, 'admin');
-  keys.support = await makeKey(pool, 'support');
-  keys.service = await makeKey(pool, 'service');
-  keys.viewer = await makeKey(pool, 'viewer', 'cust-a');
-  keys.otherCustomer = await makeKey(pool, 'support', 'cust-b');
+  ({ pool, apiPool, api, keys } = stack);
   const admin = (method: string, path: string, json: unknown) =>
     call(api.url, method, path, { key: keys.admin, json, headers: { 'idempotency-key': randomUUID() } });
   for (const id of ['cust-a', 'cust-b', 'cust-full'])
@@ -59,11 +50,7 @@ beforeAll(async () => {
   expect((await admin('PUT', `${A}/payment-method`, PM)).status).toBe(200);
   expect((await admin('PUT', `${A}/auto-topup`, RULE)).status).toBe(200);
 });
-afterAll(async () => {
-  await api.close();
-  await apiPool.end();
-  await db.drop();
-});
+afterAll(() => stack?.close());
 
 interface Case {
   method: 'GET' | 'PUT' | 'POST';
@@ -97,14 +84,6 @@ function send(c: Case): Promise<Call> {
     json: c.json,
     headers: idem ? { 'idempotency-key': randomUUID() } : {},
   });
-}
-
-function expectProblem(r: Call, c: Pick<Case, 'status' | 'field' | 'code'>) {
-  expect({ status: r.status, body: r.body }).toMatchObject({ status: c.status, body: { status: c.status } });
-  expect(typeof r.body.status).toBe('number');
-  expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-  if (c.field) expect(r.body.errors?.[0]).toEqual({ path: c.field, message: expect.any(String) });
-  if (c.code) expect(r.body.code).toBe(c.code);
 }
 
 /** A copy of `base` with the value at `path` replaced (undefined: removed). */
@@ -143,7 +122,6 @@ const bad = (make: (json: unknown) => Case, base: object, field: string, value: 
   ...make(withValue(base, field, value)),
   field: `body.${field}`,
 });
-const show = (v: unknown) => (v === undefined ? 'missing' : JSON.stringify(v));
 
 const BAD_CREDITS: unknown[] = ['0', '-1', '1e3', '1.1234567', '9000000000001', 10, null];
 const VALIDATION: [string, Case][] = [

@@ -1,43 +1,34 @@
 import { randomUUID } from 'node:crypto';
 import { findViolations } from '../../db/invariants';
-import { createPool, type Pool } from '../../db/pool';
+import type { Pool } from '../../db/pool';
 import { insertRefund } from '../../db/refunds';
-import { call, makeKey, snapshotTables, startApi, type Call, type TestApi } from '../support/api';
-import { freshDatabase } from '../support/db';
+import { call, snapshotTables, type Call, type TestApi } from '../support/api';
 import { burstOnFullPool } from '../support/burst';
+import { API_POOL, expectProblem, show, startHostileApi, type HostileKeys } from '../support/hostile';
 
 /**
  * Hostile input on the refund endpoints: every refusal is a 4xx problem naming the field, nothing
  * is written and no refund saga is started. Then a burst far above the API's pool.
  */
-const API_POOL = 4;
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let stack: Awaited<ReturnType<typeof startHostileApi>>;
 let pool: Pool;
 let apiPool: Pool;
 let api: TestApi;
 let sagaStarts = 0;
-const keys = { admin: '', support: '', service: '', viewer: '', otherCustomer: '' };
-type KeyName = keyof typeof keys;
+let keys: HostileKeys;
+type KeyName = keyof HostileKeys;
 let lotA = ''; // cust-a's purchased lot: 100 credits, paid 1000 by hand
 let promoA = '';
 const EXISTING = 'ref_existing'; // a refund of cust-a's lot
 
 beforeAll(async () => {
-  db = await freshDatabase();
-  pool = db.pool;
-  // A long connect timeout: on a loaded machine a queued request must wait its turn, not give a 503.
-  apiPool = createPool(db.url, API_POOL, 30_000);
-  api = await startApi(apiPool, {
+  stack = await startHostileApi({
     payments: () => {
       sagaStarts++;
       return Promise.reject(new Error('no refund saga may start here'));
     },
   });
-  keys.admin = await makeKey(pool, 'admin');
-  keys.support = await makeKey(pool, 'support');
-  keys.service = await makeKey(pool, 'service');
-  keys.viewer = await makeKey(pool, 'viewer', 'cust-a');
-  keys.otherCustomer = await makeKey(pool, 'support', 'cust-b');
+  ({ pool, apiPool, api, keys } = stack);
   const admin = (path: string, json: unknown) =>
     call(api.url, 'POST', path, { key: keys.admin, json, headers: { 'idempotency-key': randomUUID() } });
   for (const id of ['cust-a', 'cust-b']) expect((await admin('/v1/customers', { id })).status).toBe(201);
@@ -60,11 +51,7 @@ beforeAll(async () => {
     workflowId: `refund:${EXISTING}`,
   });
 });
-afterAll(async () => {
-  await api?.close();
-  await apiPool?.end();
-  await db?.drop();
-});
+afterAll(() => stack?.close());
 
 interface Case {
   method: 'GET' | 'POST';
@@ -90,12 +77,6 @@ function send(c: Case): Promise<Call> {
     headers: idem ? { 'idempotency-key': randomUUID() } : {},
   });
 }
-function expectProblem(r: Call, c: Pick<Case, 'status' | 'field' | 'code'>) {
-  expect({ status: r.status, body: r.body }).toMatchObject({ status: c.status, body: { status: c.status } });
-  expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-  if (c.field) expect(r.body.errors?.[0]).toEqual({ path: c.field, message: expect.any(String) });
-  if (c.code) expect(r.body.code).toBe(c.code);
-}
 
 /** Cases are built before the lots exist: LOT_A stands for cust-a's lot until sent. */
 const LOT_A = '00000000-0000-4000-8000-00000000000a';
@@ -116,7 +97,6 @@ const bad = (field: string, value: unknown): Case => {
   else json[field] = value;
   return post(json, { field: `body.${field}` });
 };
-const show = (v: unknown) => (v === undefined ? 'missing' : JSON.stringify(v));
 const cursor = (text: string) => encodeURIComponent(Buffer.from(text).toString('base64url'));
 const LIST = '/v1/customers/cust-a/refunds';
 

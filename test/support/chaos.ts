@@ -1,9 +1,10 @@
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import type { Pool } from '../../db/pool';
 import type { TestApi } from './api';
 import { freshDatabase, type TestDatabase } from './db';
 import { killAllWorkers, spawnWorker, startInProcessWorker, type WorkerProcess } from './workers';
+import { quietRuntime } from './quiet-runtime';
 
 export interface ChaosContext {
   db: TestDatabase;
@@ -44,11 +45,7 @@ export function chaosSuite(o: { startups: number; ready?: (c: ChaosContext) => P
   const only = process.env.CHAOS_ONLY;
 
   beforeAll(async () => {
-    try {
-      Runtime.install({ logger: new DefaultLogger('ERROR') });
-    } catch {
-      /* already installed in this Jest worker */
-    }
+    quietRuntime();
     const db = await freshDatabase();
     const address = process.env.TEST_TEMPORAL_ADDRESS!;
     const native = await NativeConnection.connect({ address });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import Stripe from 'stripe';
 import { PaymentsClient } from '../../client/payments';
 import { StripeGateway } from '../../payments/stripe';
@@ -9,6 +9,7 @@ import { call, makeKey, startApi } from './api';
 import { freshDatabase } from './db';
 import { startFaultProxy } from './fault-proxy';
 import { startLocalstripe } from './localstripe';
+import { quietRuntime } from './quiet-runtime';
 
 const SECRET = 'sk_test_creditflow';
 
@@ -20,11 +21,7 @@ export type StripeStack = Awaited<ReturnType<typeof startStripeStack>>;
  * and the API. `emulator` talks to localstripe directly: the truth about money.
  */
 export async function startStripeStack(name: string) {
-  try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') }); // quiet: once per process
-  } catch {
-    /* already installed in this Jest worker */
-  }
+  quietRuntime();
   const db = await freshDatabase();
   const ls = await startLocalstripe();
   const proxy = await startFaultProxy(ls.url);

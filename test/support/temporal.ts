@@ -1,20 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection, type ScheduleHandle } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { NativeConnection, type Worker } from '@temporalio/worker';
 import { HoldsClient } from '../../client/holds';
 import type { Pool } from '../../db/pool';
 import { createWorker } from '../../worker/worker';
 import { PaymentsClient } from '../../client/payments';
 import { TopUpTrigger } from '../../client/topups';
 import { SandboxGateway } from '../../payments/sandbox';
+import { quietRuntime } from './quiet-runtime';
 
 /** A worker on a unique task queue against the run's Temporal dev server, plus clients. */
 export async function temporalHarness(pool: Pool) {
-  try {
-    Runtime.install({ logger: new DefaultLogger((process.env.TEST_TEMPORAL_LOG as 'WARN') ?? 'ERROR') }); // quiet: once per process
-  } catch {
-    /* already installed by an earlier test file in this Jest worker */
-  }
+  quietRuntime();
   const address = process.env.TEST_TEMPORAL_ADDRESS!;
   const taskQueue = `test-${randomUUID()}`;
   const nativeConnection = await NativeConnection.connect({ address });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities';
 import { notifyLifecycle } from '../../client/lifecycle';
 import { credits } from '../../domain/amount';
@@ -16,6 +16,7 @@ import { requestHash } from '../../lib/hash';
 import { deadlinesQuery, placeUpdate, reservation, reservationWorkflowId } from '../../workflows';
 import { freshDatabase } from '../support/db';
 import { ROOT } from '../support/paths';
+import { quietRuntime } from '../support/quiet-runtime';
 
 /**
  * Notifications that time causes, on the time-skipping test server with a real worker and real
@@ -35,11 +36,7 @@ const now = async () => (virtualNow = new Date(await env.currentTimeMs()));
 const taskQueue = `alerts-time-${randomUUID()}`;
 
 beforeAll(async () => {
-  try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') }); // quiet: once per process
-  } catch {
-    /* already installed in this Jest worker */
-  }
+  quietRuntime();
   db = await freshDatabase();
   pool = db.pool;
   const local = path.join(ROOT, '.tools', 'bin', 'temporal-test-server');

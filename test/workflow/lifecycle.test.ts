@@ -17,6 +17,7 @@ import { requestHash } from '../../lib/hash';
 import { deadlinesQuery, lifecycleWorkflowId } from '../../workflows';
 import { freshDatabase } from '../support/db';
 import { ROOT } from '../support/paths';
+import { quietRuntime } from '../support/quiet-runtime';
 
 /** Time-skipping tests on the real Temporal test server and real Postgres: months pass in seconds. */
 const DAY = 86_400_000;
@@ -30,6 +31,7 @@ const now = async () => (virtualNow = new Date(await env.currentTimeMs()));
 const taskQueue = `lifecycle-${randomUUID()}`;
 
 beforeAll(async () => {
+  quietRuntime();
   db = await freshDatabase();
   pool = db.pool;
   // The test server's clock is global and moves forward across tests: the ledger follows it.

@@ -16,6 +16,7 @@ import { requestHash } from '../../lib/hash';
 import { placeUpdate, reservation, reservationWorkflowId } from '../../workflows';
 import { freshDatabase } from '../support/db';
 import { ROOT } from '../support/paths';
+import { quietRuntime } from '../support/quiet-runtime';
 
 /**
  * A long-lived hold on the time-skipping test server: extended every hour for 60 days, it
@@ -31,6 +32,7 @@ let virtualNow = new Date();
 const taskQueue = `long-${randomUUID()}`;
 
 beforeAll(async () => {
+  quietRuntime();
   db = await freshDatabase();
   pool = db.pool;
   const local = path.join(ROOT, '.tools', 'bin', 'temporal-test-server');

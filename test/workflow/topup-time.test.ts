@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
 import { notifyTopUp, TopUpTrigger } from '../../client/topups';
 import { credits } from '../../domain/amount';
 import { getCustomer } from '../../db/customers';
@@ -18,6 +18,7 @@ import { createWorker } from '../../worker/worker';
 import { topUpStatusQuery } from '../../workflows/topup';
 import { freshDatabase } from '../support/db';
 import { ROOT } from '../support/paths';
+import { quietRuntime } from '../support/quiet-runtime';
 
 /**
  * Auto top-up's cooldown and daily cap on the time-skipping test server: a real worker with the
@@ -36,11 +37,7 @@ let trigger: TopUpTrigger;
 const taskQueue = `topup-time-${randomUUID()}`;
 
 beforeAll(async () => {
-  try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') }); // quiet: once per process
-  } catch {
-    /* already installed in this Jest worker */
-  }
+  quietRuntime();
   db = await freshDatabase();
   pool = db.pool;
   const local = path.join(ROOT, '.tools', 'bin', 'temporal-test-server');

@@ -14,6 +14,7 @@ import {
 import { withTransaction } from '../db/pool';
 import { crashPoint } from './crash';
 import { notify } from '../ledger/notify';
+import { checkGateway } from '../payments/reconcile';
 import type { ActivityDeps } from './index';
 
 /** Re-read after asking Temporal: a hold released since the page's snapshot is no discrepancy. */
@@ -27,10 +28,15 @@ const stillActive = async (pool: ActivityDeps['pool'], customerId: string, holdI
 
 /** Details of a run's notification are capped: the full list is in the stored report. */
 const NOTIFY_MAX = 100;
+/** Gateway objects of the last two days are judged each night (the runs overlap)… */
+export const GATEWAY_LOOKBACK_MS = 48 * 3600_000;
+/** …up to shortly before the run started: a purchase or refund still in flight is no discrepancy. */
+export const GATEWAY_SETTLE_SECONDS = 600;
 
 /** Reconciliation reads and reports; it never moves credits or money. */
 export function reconcileActivities(deps: ActivityDeps) {
   const sandbox = () => deps.gateway?.name === 'sandbox';
+  const listable = () => (deps.gateway?.listSince && !sandbox() ? deps.gateway : null);
   return {
     async startReconciliation(o: { runId: string; date: string; workflowId: string }) {
       await startRun(deps.pool, { id: o.runId, date: o.date, workflowId: o.workflowId });
@@ -58,8 +64,8 @@ export function reconcileActivities(deps: ActivityDeps) {
       Context.current().heartbeat(o.after);
       const found: Discrepancy[] = [...page.discrepancies];
       const notes: string[] = [];
-      if (o.after === '' && !sandbox())
-        notes.push(`gateway ${deps.gateway?.name ?? 'none'}: ledger-vs-gateway checks skipped (sandbox only)`);
+      if (o.after === '' && !sandbox() && !listable())
+        notes.push(`gateway ${deps.gateway?.name ?? 'none'}: cannot be listed, ledger-vs-gateway checks skipped`);
       // A hold is active until its reservation workflow releases it: a hold whose workflow is gone is stranded.
       if (holds.length > 0 && !deps.temporal) notes.push('no Temporal client: hold workflows not checked');
       const client = holds.length > 0 && deps.temporal ? await deps.temporal() : null;
@@ -96,15 +102,29 @@ export function reconcileActivities(deps: ActivityDeps) {
     },
 
     /** Whole-database checks, then the verdict and (if any) ONE notification, in one transaction. */
-    async finishReconciliation(o: { runId: string }) {
+    async finishReconciliation(o: { runId: string; gatewaySettleSeconds?: number }) {
       Context.current().heartbeat('global');
       const global = await checkGlobal(deps.pool);
+      const none = { wallets: 0, lots: 0, transactions: 0, events: 0, payments: 0 };
+      await addPage(deps.pool, o.runId, '<global>', { wallets: 0, discrepancies: global, checked: none });
+      const gateway = listable();
+      const started = (await getRun(deps.pool, o.runId))?.started_at;
+      if (gateway && started) {
+        Context.current().heartbeat('gateway');
+        // The window comes from the run's recorded start: a retried attempt judges the same objects.
+        const until = new Date(started.getTime() - (o.gatewaySettleSeconds ?? GATEWAY_SETTLE_SECONDS) * 1000);
+        const since = new Date(until.getTime() - GATEWAY_LOOKBACK_MS);
+        const g = await checkGateway(deps.pool, gateway, { since, until });
+        await addPage(deps.pool, o.runId, '<gateway>', {
+          wallets: 0,
+          discrepancies: g.discrepancies,
+          checked: none,
+          notes: [
+            `gateway ${gateway.name}: ${g.listed} charges and refunds since ${since.toISOString()} compared with the ledger`,
+          ],
+        });
+      }
       Context.current().heartbeat('verdict');
-      await addPage(deps.pool, o.runId, '<global>', {
-        wallets: 0,
-        discrepancies: global,
-        checked: { wallets: 0, lots: 0, transactions: 0, events: 0, payments: 0 },
-      });
       const verdict = await withTransaction(deps.pool, async (tx) => {
         // null: an earlier attempt finished it (and notified); its verdict stands
         const run = (await finishRun(tx, o.runId)) ?? (await getRun(tx, o.runId));

@@ -42,6 +42,21 @@ export interface Refund {
   status: 'succeeded';
 }
 
+/** What the gateway itself holds, for reconciliation: every succeeded charge or refund, with our key. */
+export interface GatewayRecord {
+  kind: 'charge' | 'refund';
+  reference: string;
+  /** A refund's charge. */
+  chargeReference?: string;
+  amountMinor: bigint;
+  currency: string;
+  /** The key we sent (null: not made by creditflow). */
+  idempotencyKey: string | null;
+  /** Ours, as sent with the charge (null: not made by creditflow). */
+  customerId: string | null;
+  createdAt: Date;
+}
+
 export type GatewayErrorKind = 'retryable' | 'permanent';
 
 /**
@@ -77,4 +92,9 @@ export interface PaymentGateway {
   findRefund(q: { idempotencyKey: string; chargeReference: string }): Promise<Refund | null>;
   /** The succeeded charge made under this key, or null if there is none (yet). */
   findCharge(q: { idempotencyKey: string; customerId: string; gatewayCustomerId?: string }): Promise<Charge | null>;
+  /**
+   * Reconciliation asks the gateway, not our copy: every succeeded charge and refund created at or
+   * after `since`. Absent: the gateway cannot be checked this way (the sandbox is checked in SQL).
+   */
+  listSince?(since: Date): AsyncIterable<GatewayRecord>;
 }

@@ -4,6 +4,7 @@ import {
   type Charge,
   type ChargeRequest,
   type GatewayName,
+  type GatewayRecord,
   type PaymentGateway,
   type Refund,
   type RefundRequest,
@@ -119,6 +120,54 @@ export class StripeGateway implements PaymentGateway {
     const r = await this.scan(refunds, q.idempotencyKey);
     if (!r || r.status === 'failed' || r.status === 'canceled') return null;
     return { reference: r.id, chargeReference: q.chargeReference, amountMinor: BigInt(r.amount), status: 'succeeded' };
+  }
+
+  /** Succeeded PaymentIntents, then succeeded refunds, created at or after `since`. */
+  async *listSince(since: Date): AsyncIterable<GatewayRecord> {
+    const from = Math.floor(since.getTime() / 1000);
+    for await (const pi of this.created(this.stripe.paymentIntents.list({ limit: 100 }), from)) {
+      if (pi.status !== 'succeeded') continue;
+      yield {
+        kind: 'charge',
+        ...toCharge(pi),
+        idempotencyKey: pi.metadata?.[KEY] ?? null,
+        customerId: pi.metadata?.creditflow_customer ?? null,
+        createdAt: new Date(pi.created * 1000),
+      };
+    }
+    for await (const r of this.created(this.stripe.refunds.list({ limit: 100 }), from)) {
+      if (r.status !== 'succeeded') continue;
+      const charge = typeof r.payment_intent === 'string' ? r.payment_intent : (r.payment_intent?.id ?? undefined);
+      yield {
+        kind: 'refund',
+        reference: r.id,
+        chargeReference: charge,
+        amountMinor: BigInt(r.amount),
+        currency: r.currency.toUpperCase(),
+        idempotencyKey: r.metadata?.[KEY] ?? null,
+        customerId: null,
+        createdAt: new Date(r.created * 1000),
+      };
+    }
+  }
+
+  /**
+   * The listed objects created at or after `from` (epoch seconds). The filter is client-side, as in
+   * findCharge (localstripe rejects `created`); Stripe lists newest first, so the walk stops at the
+   * first older object there, and an oldest-first list (localstripe) is walked to its end.
+   */
+  private async *created<T extends { created: number }>(list: AsyncIterable<T>, from: number): AsyncIterable<T> {
+    let previous: number | undefined;
+    const items = list[Symbol.asyncIterator]();
+    for (;;) {
+      const next = await call(() => items.next());
+      if (next.done) return;
+      const item = next.value;
+      const newestFirst = previous !== undefined && item.created < previous;
+      previous = item.created;
+      if (item.created >= from) yield item;
+      else if (newestFirst) return;
+    }
   }
 
   private async scan<T extends { metadata: Stripe.Metadata | null; status: string | null }>(

@@ -25,6 +25,8 @@ export interface ReconcileInput {
   concurrency?: number;
   /** Lots past expiry by more than this, with a remainder, are reported. */
   expiryGraceSeconds?: number;
+  /** Gateway charges and refunds newer than this, before the run started, are still in flight (default 600). */
+  gatewaySettleSeconds?: number;
   /** Carried over continue-as-new: the last customer id checked. */
   cursor?: string;
 }
@@ -86,7 +88,7 @@ export async function reconcile(input: ReconcileInput = {}) {
     }
     if (cursor === null) {
       status.phase = 'finishing';
-      return await finishReconciliation({ runId });
+      return await finishReconciliation({ runId, gatewaySettleSeconds: input.gatewaySettleSeconds });
     }
   } catch (err) {
     status.phase = 'failed';

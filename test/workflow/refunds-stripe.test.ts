@@ -4,6 +4,7 @@ import Stripe from 'stripe';
 import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
 import { refundWorkflowId } from '../../ledger/refunds';
+import { checkGateway } from '../../payments/reconcile';
 import { call, makeKey, type TestApi } from '../support/api';
 import type { FaultProxy } from '../support/fault-proxy';
 import { startStripeStack, type StripeStack } from '../support/stripe-stack';
@@ -125,4 +126,41 @@ it('a permanent refusal (400) at the gateway: compensation, the credits restored
   ]);
   expect(outbox.rows).toEqual([{ type: 'refund.failed' }]);
   expect(await findViolations(pool)).toEqual([]);
+});
+
+it('reconciliation lists Stripe: clean after the refunds above; a refund made by hand at the gateway, and a refund recorded with other money, are reported', async () => {
+  proxy.reset();
+  const window = () => ({ since: new Date(Date.now() - 3600_000), until: new Date(Date.now() + 1000) });
+  const findings = async () =>
+    (await checkGateway(pool, stack.gateway, window())).discrepancies.map(({ check, customerId, detail }) => ({
+      check,
+      customerId,
+      detail,
+    }));
+  expect(await findings()).toEqual([]);
+
+  const byHand = await bought('300', 1000);
+  const rogue = await emulator.refunds.create({ payment_intent: byHand.intent, amount: 50 });
+  expect(rogue.status).toBe('succeeded');
+  const c = await bought('300', 1000);
+  const r = await refund({ customerId: c.id, lotId: c.lotId, credits: '30' });
+  expect(await settled(r.body.refundId)).toMatchObject({ status: 'succeeded', moneyRefunded: { amountMinor: 100 } });
+  await stack.db.owner.query(`UPDATE refunds SET money_minor = 101 WHERE id = $1`, [r.body.refundId]);
+
+  const found = await findings();
+  expect(found).toHaveLength(2);
+  expect(found).toEqual(
+    expect.arrayContaining([
+      {
+        check: 'gateway: every gateway refund has its refund',
+        customerId: byHand.id,
+        detail: `gateway refund 50 of ${byHand.intent} has no refund`,
+      },
+      {
+        check: 'gateway: refunds equal gateway refunds',
+        customerId: c.id,
+        detail: expect.stringMatching(/^refund succeeded 101 ref re_\w+, gateway 100 of pi_\w+$/),
+      },
+    ]),
+  );
 });

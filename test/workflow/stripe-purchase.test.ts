@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import Stripe from 'stripe';
 import { findViolations } from '../../db/invariants';
+import { getRun, type RunRow } from '../../db/reconciliation';
+import { reconcile } from '../../workflows/reconcile';
 import type { Pool } from '../../db/pool';
 import { call, type TestApi } from '../support/api';
 import type { FaultProxy } from '../support/fault-proxy';
@@ -78,4 +80,91 @@ it('a declined card: 402 payment_declined, nothing granted', async () => {
   expect(r.body).toMatchObject({ code: 'payment_declined', gatewayCode: 'card_declined' });
   const lots = await pool.query(`SELECT 1 FROM credit_lots WHERE customer_id = $1`, [c.id]);
   expect(lots.rows).toEqual([]);
+});
+
+describe('reconciliation asks Stripe, not our copy', () => {
+  /** A whole reconciliation run on the stack's worker (Stripe gateway); what was made before it is judged. */
+  async function reconcileNow() {
+    const runId = randomUUID();
+    await stack.client.workflow.execute(reconcile, {
+      taskQueue: stack.taskQueue,
+      workflowId: `reconcile-${runId}`,
+      args: [{ runId, gatewaySettleSeconds: 0 }],
+    });
+    return (await getRun(pool, runId))!;
+  }
+  const gatewayFindings = (run: RunRow) =>
+    run.discrepancies
+      .filter((d) => d.check.startsWith('gateway:'))
+      .map(({ check, customerId, detail }) => ({ check, customerId, detail }));
+  const buy = async (credits: string, amountMinor: number) => {
+    const c = await customerWithCard('4242424242424242');
+    const r = await call(api.url, 'POST', `/v1/customers/${c.id}/purchases`, {
+      key: admin,
+      json: { credits, price: { amountMinor, currency: 'USD' } },
+      headers: { 'idempotency-key': randomUUID() },
+    });
+    expect(r.status).toBe(201);
+    return { ...c, reference: r.body.payment.reference as string };
+  };
+
+  it('clean after every purchase above (retries, a lost reply, a decline); then each damage is reported with its customer', async () => {
+    proxy.reset();
+    const clean = await reconcileNow();
+    expect(clean.status).toBe('clean');
+    expect(clean.summary.notes?.join()).toMatch(/gateway stripe: \d+ charges and refunds since/);
+
+    // 1. Money taken at the gateway that no lot stands for.
+    const rogueCustomer = await customerWithCard('4242424242424242');
+    const pm = await emulator.paymentMethods.create({
+      type: 'card',
+      card: { number: '4242424242424242', exp_month: 12, exp_year: 2030, cvc: '123' },
+    });
+    const rogue = await emulator.paymentIntents.create({
+      amount: 700,
+      currency: 'usd',
+      payment_method: pm.id,
+      confirm: true,
+      metadata: { creditflow_key: 'made-by-hand', creditflow_customer: rogueCustomer.id },
+    });
+    expect(rogue.status).toBe('succeeded');
+    // 2. A lot whose charge our copy names but the gateway does not have.
+    const gone = await buy('30', 300);
+    const gonePayment = (
+      await stack.db.owner.query<{ id: string }>(
+        `UPDATE payments SET payment_reference = 'pi_gone' WHERE customer_id = $1 RETURNING id`,
+        [gone.id],
+      )
+    ).rows[0]!.id;
+    // 3. A lot whose cost basis is not what the gateway charged.
+    const dearer = await buy('40', 400);
+    await stack.db.owner.query(`UPDATE credit_lots SET cost_amount_minor = 401 WHERE customer_id = $1`, [dearer.id]);
+
+    const damaged = await reconcileNow();
+    expect(damaged.status).toBe('discrepancies');
+    expect(gatewayFindings(damaged).sort((a, b) => a.detail.localeCompare(b.detail))).toEqual(
+      [
+        {
+          check: 'gateway: every charge has its lot',
+          customerId: rogueCustomer.id,
+          detail: `charge ${rogue.id} 700 USD (key made-by-hand) has no lot`,
+        },
+        {
+          check: 'gateway: every charge has its lot',
+          customerId: gone.id,
+          detail: `charge ${gone.reference} 300 USD: payment ${gonePayment} has pi_gone`,
+        },
+        {
+          check: 'gateway: every purchased lot has exactly one charge of its cost basis',
+          customerId: gone.id,
+          detail: 'charge pi_gone not found at the gateway',
+        },
+        {
+          check: 'gateway: every purchased lot has exactly one charge of its cost basis',
+          customerId: dearer.id,
+          detail: 'lot cost 401 USD, charge 400 USD',
+        },
+      ].sort((a, b) => a.detail.localeCompare(b.detail)),
+    );
+  }, 60_000);
 });

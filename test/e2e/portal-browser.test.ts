@@ -5,7 +5,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { BalanceStreams } from '../../api/balance-streams';
 import { PortalTokens } from '../../api/portal-tokens';
 import type { Pool } from '../../db/pool';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { call, makeKey, startApi, putTokensRateCard, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
 import { TEST_DATA } from '../support/paths';
 
@@ -39,8 +39,7 @@ beforeAll(async () => {
   api = await startApi(pool, { balanceStreams: streams, portalTokens: new PortalTokens(SECRET) });
   keys.admin = await makeKey(pool, 'admin');
   keys.service = await makeKey(pool, 'service');
-  const card = { effectiveFrom: '2026-01-01T00:00:00Z', rules: [{ meter: 'tokens', credits: '1', per: 1000 }] };
-  expect((await call(api.url, 'PUT', '/v1/rate-cards/default', { key: keys.admin, json: card })).status).toBe(201);
+  await putTokensRateCard(api.url, keys.admin);
   customer = `web-${randomUUID().slice(0, 8)}`;
   expect((await call(api.url, 'POST', '/v1/customers', { key: keys.admin, json: { id: customer } })).status).toBe(201);
   expiry = new Date(Math.ceil((Date.now() + 5 * DAY) / 60_000) * 60_000).toISOString();

@@ -6,7 +6,7 @@ import { HoldLedger } from '../../ledger/holds';
 import { Ledger } from '../../ledger/ledger';
 import { LifecycleLedger } from '../../ledger/lifecycle';
 import { RefundsLedger, requestRefund } from '../../ledger/refunds';
-import { call, makeKey, snapshotTables, startApi, type TestApi } from '../support/api';
+import { call, makeKey, snapshotTables, startApi, putTokensRateCard, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
 
 /**
@@ -28,11 +28,7 @@ beforeAll(async () => {
   ledger = new Ledger(pool);
   api = await startApi(pool);
   for (const role of ['admin', 'service', 'support'] as const) keys[role] = await makeKey(pool, role);
-  const card = await call(api.url, 'PUT', '/v1/rate-cards/default', {
-    key: keys.admin,
-    json: { effectiveFrom: '2026-01-01T00:00:00Z', rules: [{ meter: 'tokens', credits: '1', per: 1000 }] },
-  });
-  expect(card.status).toBe(201);
+  await putTokensRateCard(api.url, keys.admin);
 });
 afterAll(async () => {
   await api.close();

@@ -8,7 +8,7 @@ import { HoldLedger } from '../../ledger/holds';
 import { Ledger } from '../../ledger/ledger';
 import { stats } from '../../bench/lib';
 import { openSse, type SseStream } from '../../bench/sse-client';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { call, makeKey, startApi, putTokensRateCard, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
 import { eventually } from '../support/eventually';
 
@@ -33,8 +33,7 @@ beforeAll(async () => {
   api = await startApi(pool, { balanceStreams: streams, portalTokens: new PortalTokens('s'.repeat(32)) });
   keys.admin = await makeKey(pool, 'admin');
   keys.service = await makeKey(pool, 'service');
-  const card = { effectiveFrom: '2026-01-01T00:00:00Z', rules: [{ meter: 'tokens', credits: '1', per: 1000 }] };
-  expect((await call(api.url, 'PUT', '/v1/rate-cards/default', { key: keys.admin, json: card })).status).toBe(201);
+  await putTokensRateCard(api.url, keys.admin);
 });
 afterEach(() => {
   open.splice(0).forEach((s) => s.close());

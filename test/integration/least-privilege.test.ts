@@ -7,7 +7,7 @@ import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
 import { refundWorkflowId } from '../../ledger/refunds';
 import { APP_ROLE, provisionServiceRole } from '../../lib/db-roles';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { call, makeKey, startApi, putTokensRateCard, type TestApi } from '../support/api';
 import { freshDatabase, type TestDatabase } from '../support/db';
 import { adminUrl, ROOT, TEST_PG_PORT } from '../support/paths';
 import { temporalHarness } from '../support/temporal';
@@ -86,11 +86,7 @@ describe('the service role', () => {
   });
 
   it('runs the normal paths: rate card, grant, purchase, usage, hold, refund', async () => {
-    const card = await call(api.url, 'PUT', '/v1/rate-cards/default', {
-      key: admin,
-      json: { effectiveFrom: '2026-01-01T00:00:00Z', rules: [{ meter: 'tokens', credits: '1', per: 1000 }] },
-    });
-    expect(card.status).toBe(201);
+    await putTokensRateCard(api.url, admin);
     const c = `lp-${randomUUID().slice(0, 8)}`;
     expect((await call(api.url, 'POST', '/v1/customers', { key: admin, json: { id: c } })).status).toBe(201);
     expect((await post(`/v1/customers/${c}/grants`, { amount: '100', kind: 'promotional' })).status).toBe(201);

@@ -5,7 +5,7 @@ import type { Pool } from '../../db/pool';
 import { HoldLedger } from '../../ledger/holds';
 import { Ledger } from '../../ledger/ledger';
 import { createLogger } from '../../lib/logger';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { call, makeKey, startApi, putTokensRateCard, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
 
 /**
@@ -49,11 +49,7 @@ beforeAll(async () => {
   });
   admin = await makeKey(pool, 'admin');
   service = await makeKey(pool, 'service');
-  const card = await call(api.url, 'PUT', '/v1/rate-cards/default', {
-    key: admin,
-    json: { effectiveFrom: '2026-01-01T00:00:00Z', rules: [{ meter: 'tokens', credits: '1', per: 1000 }] },
-  });
-  expect(card.status).toBe(201);
+  await putTokensRateCard(api.url, admin);
 });
 afterAll(async () => {
   await api.close();

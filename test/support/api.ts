@@ -84,3 +84,12 @@ export async function snapshotTables(pool: Pool): Promise<Record<string, string>
   );
   return r.rows[0]!;
 }
+
+/** The default rate card most tests meter against: 1 credit per 1,000 `tokens`. Asserts it was published. */
+export async function putTokensRateCard(apiUrl: string, adminKey: string): Promise<void> {
+  const card = await call(apiUrl, 'PUT', '/v1/rate-cards/default', {
+    key: adminKey,
+    json: { effectiveFrom: '2026-01-01T00:00:00Z', rules: [{ meter: 'tokens', credits: '1', per: 1000 }] },
+  });
+  expect(card.status).toBe(201);
+}

@@ -4,7 +4,7 @@ import { reconciliationStarter } from '../../api/routes/reconciliation';
 import { ensureReconciliationSchedule } from '../../worker/schedules';
 import { reconcile } from '../../workflows/reconcile';
 import { createPool } from '../../db/pool';
-import { call, makeKey, startApi, type TestApi } from '../support/api';
+import { call, makeKey, startApi, putTokensRateCard, type TestApi } from '../support/api';
 import { burstOnFullPool } from '../support/burst';
 import { triggerSchedule } from '../support/temporal';
 import { startStack, type Stack } from '../support/stack';
@@ -27,11 +27,7 @@ beforeAll(async () => {
   ({ db, pool, t, api } = stack);
   admin = await makeKey(pool, 'admin');
   service = await makeKey(pool, 'service');
-  const card = await call(api.url, 'PUT', '/v1/rate-cards/default', {
-    key: admin,
-    json: { effectiveFrom: '2026-01-01T00:00:00Z', rules: [{ meter: 'tokens', credits: '1', per: 1000 }] },
-  });
-  expect(card.status).toBe(201);
+  await putTokensRateCard(api.url, admin);
 });
 afterAll(async () => {
   await stack.close();

@@ -9,7 +9,7 @@ import { GatewayError } from '../../payments/gateway';
 import { SandboxGateway } from '../../payments/sandbox';
 import { refundStatusQuery } from '../../workflows/refund';
 import { createWorker } from '../../worker/worker';
-import { call, makeKey, snapshotTables, startApi, type TestApi } from '../support/api';
+import { call, makeKey, snapshotTables, startApi, putTokensRateCard, type TestApi } from '../support/api';
 import { freshDatabase } from '../support/db';
 import {
   eventually,
@@ -107,11 +107,7 @@ beforeAll(async () => {
   admin = await makeKey(pool, 'admin');
   support = await makeKey(pool, 'support');
   service = await makeKey(pool, 'service');
-  const card = await call(api.url, 'PUT', '/v1/rate-cards/default', {
-    key: admin,
-    json: { effectiveFrom: '2026-01-01T00:00:00Z', rules: [{ meter: 'tokens', credits: '1', per: 1000 }] },
-  });
-  expect(card.status).toBe(201);
+  await putTokensRateCard(api.url, admin);
 });
 afterAll(async () => {
   gated?.openAll();

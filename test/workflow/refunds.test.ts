@@ -3,7 +3,7 @@ import { findViolations } from '../../db/invariants';
 import type { Pool } from '../../db/pool';
 import { refundWorkflowId } from '../../ledger/refunds';
 import { runCli } from '../../cli/commands';
-import { call, makeKey, type TestApi } from '../support/api';
+import { call, makeKey, putTokensRateCard, type TestApi } from '../support/api';
 import { startStack, type Stack } from '../support/stack';
 
 let stack: Stack;
@@ -20,11 +20,7 @@ beforeAll(async () => {
   admin = await makeKey(pool, 'admin');
   support = await makeKey(pool, 'support');
   service = await makeKey(pool, 'service');
-  const card = await call(api.url, 'PUT', '/v1/rate-cards/default', {
-    key: admin,
-    json: { effectiveFrom: '2026-01-01T00:00:00Z', rules: [{ meter: 'tokens', credits: '1', per: 1000 }] },
-  });
-  expect(card.status).toBe(201);
+  await putTokensRateCard(api.url, admin);
 });
 afterAll(async () => {
   await stack.close();

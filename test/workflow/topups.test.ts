@@ -6,7 +6,7 @@ import { Ledger } from '../../ledger/ledger';
 import { topUpWorkflowId } from '../../ledger/payments';
 import { topUpStatusQuery } from '../../workflows/topup';
 import { holdSweeper } from '../../workflows/sweeper';
-import { call, makeKey, type TestApi } from '../support/api';
+import { call, makeKey, putTokensRateCard, type TestApi } from '../support/api';
 import { startStack, type Stack } from '../support/stack';
 
 let stack: Stack;
@@ -25,11 +25,7 @@ beforeAll(async () => {
   ({ pool, t, api } = stack);
   admin = await makeKey(pool, 'admin');
   service = await makeKey(pool, 'service');
-  const card = await call(api.url, 'PUT', '/v1/rate-cards/default', {
-    key: admin,
-    json: { effectiveFrom: '2026-01-01T00:00:00Z', rules: [{ meter: 'tokens', credits: '1', per: 1000 }] },
-  });
-  expect(card.status).toBe(201);
+  await putTokensRateCard(api.url, admin);
 });
 afterAll(async () => {
   await stack.close();

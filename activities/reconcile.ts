@@ -29,9 +29,9 @@ const stillActive = async (pool: ActivityDeps['pool'], customerId: string, holdI
 /** Details of a run's notification are capped: the full list is in the stored report. */
 const NOTIFY_MAX = 100;
 /** Gateway objects of the last two days are judged each night (the runs overlap)… */
-export const GATEWAY_LOOKBACK_MS = 48 * 3600_000;
+const GATEWAY_LOOKBACK_MS = 48 * 3600_000;
 /** …up to shortly before the run started: a purchase or refund still in flight is no discrepancy. */
-export const GATEWAY_SETTLE_SECONDS = 600;
+const GATEWAY_SETTLE_SECONDS = 600;
 
 /** Reconciliation reads and reports; it never moves credits or money. */
 export function reconcileActivities(deps: ActivityDeps) {
@@ -108,11 +108,12 @@ export function reconcileActivities(deps: ActivityDeps) {
       const none = { wallets: 0, lots: 0, transactions: 0, events: 0, payments: 0 };
       await addPage(deps.pool, o.runId, '<global>', { wallets: 0, discrepancies: global, checked: none });
       const gateway = listable();
-      const started = (await getRun(deps.pool, o.runId))?.started_at;
-      if (gateway && started) {
+      const run = await getRun(deps.pool, o.runId);
+      // A retried attempt whose gateway page is already counted does not list the gateway again.
+      if (gateway && run?.status === 'running' && !run.summary.pagesDone.includes('<gateway>')) {
         Context.current().heartbeat('gateway');
         // The window comes from the run's recorded start: a retried attempt judges the same objects.
-        const until = new Date(started.getTime() - (o.gatewaySettleSeconds ?? GATEWAY_SETTLE_SECONDS) * 1000);
+        const until = new Date(run.started_at.getTime() - (o.gatewaySettleSeconds ?? GATEWAY_SETTLE_SECONDS) * 1000);
         const since = new Date(until.getTime() - GATEWAY_LOOKBACK_MS);
         const g = await checkGateway(deps.pool, gateway, { since, until });
         await addPage(deps.pool, o.runId, '<gateway>', {
